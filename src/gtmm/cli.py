@@ -1,0 +1,146 @@
+"""The `gtmm` command line: a thin layer over functions a notebook can call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"gtmm: error: {message} (see gtmm {self.prog.split()[-1]} --help)\n"
+                  if " " in self.prog else f"gtmm: error: {message} (see gtmm --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from gtmm.experiments import EXPERIMENTS, SCALES
+    from gtmm.memories import MEMORIES
+    from gtmm.tasks import TASKS
+
+    p = _Parser(prog="gtmm", description="Generative temporal models with memory.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model on a task (resumes when --out holds the same run)")
+    t.add_argument("--model", required=True, help=f"one of {', '.join(MEMORIES)}")
+    t.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
+    t.add_argument("--l", type=int, default=15, help="length of the random sequence")
+    t.add_argument("--k", type=int, default=5, help="length of the recall interval")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=10)
+    t.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 when T > 100")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--hidden-size", type=int, default=None, help="controller LSTM width (default: per model)")
+    t.add_argument("--slots", type=int, default=None, help="memory slots (default: T)")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
+    e.add_argument("run_dir")
+    e.add_argument("--batches", type=_positive_int, default=10)
+
+    s = sub.add_parser("sample", help="PNG grid of inputs, reconstructions and generations")
+    s.add_argument("run_dir")
+    s.add_argument("--sequences", type=_positive_int, default=4)
+
+    pl = sub.add_parser("plot", help="KL per step of evaluated runs, models side by side")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", required=True, help="PNG file")
+
+    r = sub.add_parser("reproduce", help="run a paper experiment for every model: train, evaluate, plot")
+    r.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)} (perfect-recall = perfect-recall-15)")
+    r.add_argument("--scale", default="smoke", help=f"one of {', '.join(SCALES)}")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True)
+    r.add_argument("--no-progress", action="store_true")
+
+    i = sub.add_parser("info", help="parameter count of every model")
+    i.add_argument("--l", type=int, default=15)
+    i.add_argument("--k", type=int, default=5)
+
+    d = sub.add_parser("data", help="where data lives, and verify it")
+    d.add_argument("action", choices=["where", "verify"])
+    return p
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        from gtmm.train import TrainConfig, train
+
+        overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots)) if v is not None}
+        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
+                             batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                             checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
+        print(json.dumps(train(config, args.out, progress=not args.no_progress)))
+    elif args.command == "evaluate":
+        from gtmm.evaluate import evaluate_run
+
+        ev = evaluate_run(args.run_dir, args.batches)
+        print(json.dumps({k: v for k, v in ev.items() if not k.startswith("kl_per_step")}))
+    elif args.command == "sample":
+        from gtmm.evaluate import sample_run
+
+        print(sample_run(args.run_dir, args.sequences))
+    elif args.command == "plot":
+        from gtmm.plots import plot_kl_per_step
+
+        print(plot_kl_per_step(args.run_dirs, args.out))
+    elif args.command == "reproduce":
+        from gtmm.experiments import reproduce
+
+        summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress)
+        print(f"report: {summary}")
+    elif args.command == "info":
+        import jax
+
+        from gtmm.memories import MEMORIES
+        from gtmm.model import GTMM, ModelConfig, count_parameters
+        from gtmm.tasks.perfect_recall import PerfectRecall
+
+        l, k = PerfectRecall.check_params(args.l, args.k)
+        for name in MEMORIES:
+            cfg = ModelConfig(name, l + k).resolved()
+            n = count_parameters(GTMM(cfg, key=jax.random.PRNGKey(0)))
+            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, T={l + k})")
+    elif args.command == "data":
+        from gtmm.data import data_dir, verify_mnist
+
+        if args.action == "where":
+            print(data_dir())
+        else:
+            for name, status in verify_mnist().items():
+                print(f"{name}: {status}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gtmm.errors import GtmmError
+
+    args = _parser().parse_args(argv)
+    try:
+        from gtmm.train import enable_compile_cache
+
+        enable_compile_cache()
+        return _run(args)
+    except GtmmError as e:
+        print(f"gtmm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gtmm: interrupted; the last checkpoint is kept and the run resumes with the same command",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

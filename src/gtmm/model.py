@@ -1,0 +1,189 @@
+"""The generative temporal model with memory (paper sections 2-3, eq. 5-8), shared by every memory.
+
+Data flow for one sequence (STYLE.md): the encoder runs over all T frames at once, the
+recurrent part (memory, prior, posterior, sampling) runs in one `lax.scan`, and the observation
+map runs over all T steps at once after it. Batching is one `jax.vmap` at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from gtmm.distributions import (
+    DiagGaussian,
+    bernoulli_log_likelihood,
+    gaussian_from_raw,
+    gaussian_kl,
+    gaussian_sample,
+)
+from gtmm.errors import GtmmError
+from gtmm.memories import DEFAULT_HIDDEN, MEMORIES, AbstractMemory, ControllerInput, check_model
+from gtmm.memories.vrnn import VRNNMemory
+from gtmm.networks import Decoder, Encoder
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a model's architecture (paper section 4.1 defaults)."""
+
+    model: str
+    sequence_length: int
+    latent_size: int = 32
+    embed_size: int = 64  # the "vector of length 64" of appendix B.1
+    hidden_size: int | None = None  # controller LSTM width; None: the model's default
+    read_heads: int = 5
+    slots: int | None = None  # memory slots; None: T (paper section 4.1)
+    map_hidden: int = 256  # width of the prior and posterior maps' hidden layer
+    frame_channels: int = 1
+    task_context_size: int = 0
+
+    def resolved(self) -> "ModelConfig":
+        check_model(self.model)
+        for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
+            if getattr(self, name) < 1:
+                raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
+        for name in ("hidden_size", "slots"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        return ModelConfig(**{
+            **asdict(self),
+            "hidden_size": self.hidden_size or DEFAULT_HIDDEN[self.model],
+            "slots": self.slots or self.sequence_length,
+        })
+
+
+class StepTerms(NamedTuple):
+    """The two terms of the per-step free energy F_t = log_likelihood_t - kl_t (eq. 6)."""
+
+    log_likelihood: Float[Array, "... time"]
+    kl: Float[Array, "... time"]
+
+
+class Unroll(NamedTuple):
+    context: Float[Array, "time psi"]  # Psi_{t-1}
+    latent: Float[Array, "time latent"]  # z_t
+    kl: Float[Array, " time"]
+    prior: DiagGaussian
+    posterior: DiagGaussian
+
+
+class GTMM(eqx.Module):
+    """A temporal VAE whose prior and posterior read from a memory system (eq. 7-8)."""
+
+    encoder: Encoder
+    decoder: Decoder
+    memory: AbstractMemory
+    prior_map: eqx.nn.MLP  # f_z(Psi_{t-1}) -> (mu, sigma) of p(z_t | z_<t, x_<t)   (eq. 7)
+    posterior_map: eqx.nn.MLP  # f_q(Psi_{t-1}, e(x_t)) -> (mu, sigma) of q(z_t | z_<t, x_<=t)   (eq. 8)
+    latent_size: int = eqx.field(static=True)
+    embed_size: int = eqx.field(static=True)
+
+    def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
+        cfg = config.resolved()
+        k = jax.random.split(key, 5)
+        self.latent_size, self.embed_size = cfg.latent_size, cfg.embed_size
+        self.encoder = Encoder(cfg.frame_channels, cfg.embed_size, key=k[0])
+        self.memory = MEMORIES[cfg.model](
+            latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
+            hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, key=k[1],
+        )
+        psi = self.memory.context_size
+        self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])
+        self.posterior_map = eqx.nn.MLP(psi + cfg.embed_size, 2 * cfg.latent_size, cfg.map_hidden, depth=1,
+                                        activation=jnp.tanh, key=k[3])
+        self.decoder = Decoder(cfg.latent_size + psi, cfg.frame_channels, key=k[4])
+
+    @property
+    def reads_observation(self) -> bool:
+        """Whether the memory consumes x_{t-1}: then generation must feed back generated frames."""
+        return isinstance(self.memory, VRNNMemory)
+
+    def embed(self, frames: Float[Array, "time c h w"]) -> Float[Array, "time embed"]:
+        return jax.vmap(self.encoder)(frames)
+
+    def decode(self, latent: Float[Array, "time latent"], context: Float[Array, "time psi"]) -> Float[Array, "time c h w"]:
+        """Bernoulli logits of p(x_t | z_t, Psi_{t-1}) for every step at once."""
+        return jax.vmap(self.decoder)(jnp.concatenate([latent, context], axis=-1))
+
+    def unroll(
+        self,
+        embeddings: Float[Array, "time embed"],
+        task_context: Float[Array, "time ctx"],
+        noise: Float[Array, "time latent"],
+        observed: Bool[Array, " time"],
+        feedback: bool = False,
+    ) -> Unroll:
+        """The recurrent part, one `lax.scan` over time.
+
+        At observed steps z_t comes from the posterior, elsewhere from the prior (continual
+        generation). With `feedback`, unobserved steps re-encode the generated mean frame so a
+        memory that reads x_{t-1} (the VRNN) sees its own generation.
+        """
+
+        def step(carry, xs):
+            state, z_prev, e_prev = carry
+            e_t, c_t, eps_t, obs_t = xs
+            psi, state = self.memory(ControllerInput(z_prev, e_prev, c_t), state)
+            prior = gaussian_from_raw(self.prior_map(psi))
+            posterior = gaussian_from_raw(self.posterior_map(jnp.concatenate([e_t, psi])))
+            z = jnp.where(obs_t, gaussian_sample(posterior, eps_t), gaussian_sample(prior, eps_t))
+            kl = gaussian_kl(posterior, prior)
+            if feedback:
+                generated = jax.nn.sigmoid(self.decoder(jnp.concatenate([z, psi])))
+                e_t = jnp.where(obs_t, e_t, self.encoder(generated))
+            return (state, z, e_t), (psi, z, kl, prior, posterior)
+
+        init = (self.memory.initial_state(), jnp.zeros(self.latent_size), jnp.zeros(self.embed_size))
+        _, (psi, z, kl, prior, posterior) = jax.lax.scan(step, init, (embeddings, task_context, noise, observed))
+        return Unroll(psi, z, kl, prior, posterior)
+
+    def __call__(
+        self, frames: Float[Array, "time c h w"], task_context: Float[Array, "time ctx"], key: PRNGKeyArray
+    ) -> StepTerms:
+        """Per-step free-energy terms of one sequence under the posterior (eq. 5-6)."""
+        noise = jax.random.normal(key, (frames.shape[0], self.latent_size))
+        observed = jnp.ones(frames.shape[0], bool)
+        out = self.unroll(self.embed(frames), task_context, noise, observed)
+        logits = self.decode(out.latent, out.context)
+        log_lik = jax.vmap(bernoulli_log_likelihood)(logits, frames)
+        return StepTerms(log_lik, out.kl)
+
+    def generate(
+        self, frames: Float[Array, "time c h w"], task_context: Float[Array, "time ctx"], n_observed: int,
+        key: PRNGKeyArray,
+    ) -> tuple[Float[Array, "time c h w"], Float[Array, "time c h w"]]:
+        """Reconstructions (all steps observed) and continual generation (first `n_observed`
+        steps observed through the posterior, the rest sampled from the prior); mean frames."""
+        T = frames.shape[0]
+        noise = jax.random.normal(key, (T, self.latent_size))
+        embeddings = self.embed(frames)
+        recon = self.unroll(embeddings, task_context, noise, jnp.ones(T, bool))
+        observed = jnp.arange(T) < n_observed
+        gen = self.unroll(embeddings, task_context, noise, observed, feedback=self.reads_observation)
+        mean = lambda u: jax.nn.sigmoid(self.decode(u.latent, u.context))  # noqa: E731
+        return mean(recon), mean(gen)
+
+
+def batch_terms(model: GTMM, frames: Float[Array, "batch time c h w"], task_context: Float[Array, "batch time ctx"],
+                key: PRNGKeyArray) -> StepTerms:
+    """`model` over a batch of sequences, one key each."""
+    keys = jax.random.split(key, frames.shape[0])
+    return jax.vmap(model)(frames, task_context, keys)
+
+
+def loss_fn(model: GTMM, frames, task_context, key) -> tuple[Float[Array, ""], StepTerms]:
+    """Negative variational lower bound per sequence, averaged over the batch: -sum_t F_t (eq. 5)."""
+    terms = batch_terms(model, frames, task_context, key)
+    free_energy = jnp.sum(terms.log_likelihood - terms.kl, axis=-1)
+    return -jnp.mean(free_energy), terms
+
+
+def count_parameters(model: eqx.Module) -> int:
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))))

@@ -1,0 +1,132 @@
+"""The visual networks of appendix B.1: the inception-style encoder and its mirrored decoder.
+
+Each module works on one frame `[channel, height, width]`; the model vmaps them over all
+`batch * time` frames at once, outside the recurrent scan (PERFORMANCE.md: that is what makes
+the step fast on XLA).
+
+Normalisation: the paper used batch normalisation. We use group normalisation (one group per
+parallel stream) so that a frame's encoding depends on that frame only: no running statistics,
+identical behaviour in training, evaluation and generation, and batch-of-B == B-runs-of-one.
+
+Upsampling in the decoder: a 3x3 convolution to 4x the channels followed by depth-to-space
+(sub-pixel convolution) instead of a stride-2 transposed convolution. It has the same receptive
+field and output shape; on XLA's CPU backend the transposed convolution's weight gradient was
+about 10x slower than its forward pass (PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+KERNEL_SIZES = (1, 3, 5, 7)
+
+
+class InceptionBlock(eqx.Module):
+    """Four parallel same-padded convolutions (1x1, 3x3, 5x5, 7x7), concatenated or summed."""
+
+    convs: tuple[eqx.nn.Conv2d, ...]
+    combine: str = eqx.field(static=True)
+
+    def __init__(self, in_channels: int, per_stream: int, combine: str = "concat", *, key: PRNGKeyArray):
+        keys = jax.random.split(key, len(KERNEL_SIZES))
+        self.convs = tuple(
+            eqx.nn.Conv2d(in_channels, per_stream, k, padding=k // 2, key=kk) for k, kk in zip(KERNEL_SIZES, keys)
+        )
+        self.combine = combine
+
+    def __call__(self, x: Float[Array, "cin h w"]) -> Float[Array, "cout h w"]:
+        outs = [conv(x) for conv in self.convs]
+        return jnp.concatenate(outs, axis=0) if self.combine == "concat" else sum(outs)
+
+
+def depth_to_space(x: Float[Array, "c4 h w"], factor: int = 2) -> Float[Array, "c h2 w2"]:
+    c4, h, w = x.shape
+    c = c4 // (factor * factor)
+    x = x.reshape(c, factor, factor, h, w)
+    return x.transpose(0, 3, 1, 4, 2).reshape(c, h * factor, w * factor)
+
+
+class SubPixelUp(eqx.Module):
+    """Doubles height and width: 2x2 convolution to 4x channels, then depth-to-space.
+
+    Each output pixel sees a 2x2 input neighbourhood, as in a 3x3 stride-2 transposed
+    convolution (the mirror of the encoder's 3x3 stride-2 convolution), at a quarter of the
+    cost of a 3x3 sub-pixel convolution.
+    """
+
+    conv: eqx.nn.Conv2d
+
+    def __init__(self, in_channels: int, out_channels: int, *, key: PRNGKeyArray):
+        self.conv = eqx.nn.Conv2d(in_channels, 4 * out_channels, 2, padding=((0, 1), (0, 1)), key=key)
+
+    def __call__(self, x: Float[Array, "cin h w"]) -> Float[Array, "cout h2 w2"]:
+        return depth_to_space(self.conv(x))
+
+
+class Encoder(eqx.Module):
+    """e(x_t): the posterior map's convolutional trunk (appendix B.1, Fig. 18), then a linear layer.
+
+    Input: one 32x32 frame with values in [0, 1], mapped to (-1, 1). Output: an embedding vector.
+    """
+
+    block1: InceptionBlock
+    norm1: eqx.nn.GroupNorm
+    down1: eqx.nn.Conv2d
+    norm1b: eqx.nn.GroupNorm
+    block2: InceptionBlock
+    norm2: eqx.nn.GroupNorm
+    down2: eqx.nn.Conv2d
+    linear: eqx.nn.Linear
+
+    def __init__(self, in_channels: int, embed_size: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 5)
+        self.block1 = InceptionBlock(in_channels, 8, key=k[0])
+        self.norm1 = eqx.nn.GroupNorm(4, 32)
+        self.down1 = eqx.nn.Conv2d(32, 32, 3, stride=2, padding=1, key=k[1])
+        self.norm1b = eqx.nn.GroupNorm(4, 32)
+        self.block2 = InceptionBlock(32, 8, key=k[2])
+        self.norm2 = eqx.nn.GroupNorm(4, 32)
+        self.down2 = eqx.nn.Conv2d(32, 64, 3, stride=2, padding=1, key=k[3])
+        self.linear = eqx.nn.Linear(64 * 8 * 8, embed_size, key=k[4])
+
+    def __call__(self, frame: Float[Array, "c 32 32"]) -> Float[Array, " embed"]:
+        x = 2.0 * frame - 1.0
+        x = jax.nn.relu(self.norm1(self.block1(x)))
+        x = jax.nn.relu(self.norm1b(self.down1(x)))
+        x = jax.nn.relu(self.norm2(self.block2(x)))
+        x = self.down2(x)  # no normalisation or ReLU after the last convolution (appendix B.1)
+        return self.linear(x.reshape(-1))
+
+
+class Decoder(eqx.Module):
+    """f_x(z_t, Psi_{t-1}): the observation map, the encoder mirrored; returns Bernoulli logits."""
+
+    linear: eqx.nn.Linear
+    up2: SubPixelUp
+    norm2: eqx.nn.GroupNorm
+    block2: InceptionBlock
+    norm2b: eqx.nn.GroupNorm
+    up1: SubPixelUp
+    norm1: eqx.nn.GroupNorm
+    block1: InceptionBlock
+
+    def __init__(self, input_size: int, out_channels: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 5)
+        self.linear = eqx.nn.Linear(input_size, 64 * 8 * 8, key=k[0])
+        self.up2 = SubPixelUp(64, 32, key=k[1])
+        self.norm2 = eqx.nn.GroupNorm(4, 32)
+        self.block2 = InceptionBlock(32, 8, key=k[2])
+        self.norm2b = eqx.nn.GroupNorm(4, 32)
+        self.up1 = SubPixelUp(32, 32, key=k[3])
+        self.norm1 = eqx.nn.GroupNorm(4, 32)
+        self.block1 = InceptionBlock(32, out_channels, combine="sum", key=k[4])
+
+    def __call__(self, inputs: Float[Array, " inputs"]) -> Float[Array, "c 32 32"]:
+        x = self.linear(inputs).reshape(64, 8, 8)
+        x = jax.nn.relu(self.norm2(self.up2(x)))
+        x = jax.nn.relu(self.norm2b(self.block2(x)))
+        x = jax.nn.relu(self.norm1(self.up1(x)))
+        return self.block1(x)

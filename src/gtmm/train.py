@@ -1,0 +1,281 @@
+"""Training by the per-step variational bound (paper section 4.1), with run directories and resume.
+
+A run directory holds:
+  config.json        the resolved configuration, data source, package version
+  metrics.jsonl      one line per step: negative bound, KL per step, last-step KL (append-only)
+  checkpoints/       the last few checkpoints (parameters, optimiser state, step), written atomically
+Everything random is a function of (seed, step), so a resumed run continues the same stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+import gtmm
+from gtmm._io import append_jsonl, read_jsonl, write_bytes_atomic, write_json_atomic
+from gtmm.errors import GtmmError
+from gtmm.memories import check_model
+from gtmm.model import GTMM, ModelConfig, count_parameters, loss_fn
+from gtmm.tasks import TASKS, AbstractTask, make_task
+from gtmm.tasks.base import check_positive
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults follow paper section 4.1."""
+
+    model: str
+    task: str = "perfect-recall"
+    l: int = 15
+    k: int = 5
+    steps: int = 1000
+    batch_size: int = 10
+    learning_rate: float | None = None  # None: 1e-3, or 1e-4 when T > 100 (section 4.1)
+    seed: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. hidden_size
+
+    def validate(self) -> "TrainConfig":
+        check_model(self.model)
+        if self.task not in TASKS:
+            raise GtmmError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+        TASKS[self.task].check_params(l=self.l, k=self.k)
+        for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
+            check_positive(name.replace("_", " "), getattr(self, name))
+        if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
+        known = {f.name for f in fields(ModelConfig)} - {"model", "sequence_length"}
+        unknown = set(self.model_overrides) - known
+        if unknown:
+            raise GtmmError(f"unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return self
+
+    @property
+    def sequence_length(self) -> int:
+        return self.l + self.k
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1e-4 if self.sequence_length > 100 else 1e-3
+
+    def model_config(self, task: AbstractTask | None = None) -> ModelConfig:
+        ctx = task.context_size if task is not None else 0
+        return ModelConfig(self.model, self.sequence_length, task_context_size=ctx, **self.model_overrides).resolved()
+
+
+# Settings a resumed run must share with the run on disk (steps may grow).
+_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "seed", "model_overrides")
+
+
+def enable_compile_cache() -> None:
+    """Reuse compiled steps across processes (JAX's persistent cache); GTMM_NO_COMPILE_CACHE=1 turns it off."""
+    if os.environ.get("GTMM_NO_COMPILE_CACHE"):
+        return
+    from gtmm.data.common import data_dir
+
+    cache = os.environ.get("GTMM_COMPILE_CACHE") or str(data_dir() / "jax-cache")
+    try:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # read-only location: run without a cache
+    jax.config.update("jax_compilation_cache_dir", cache)
+    # Even sub-second compiles are worth caching: model initialisation compiles dozens of them.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def build_model(config: TrainConfig, model_config: ModelConfig) -> GTMM:
+    return GTMM(model_config, key=jax.random.PRNGKey(config.seed))
+
+
+def read_model_config(run_dir: Path) -> ModelConfig:
+    """The architecture a run was trained with (defaults may have changed since)."""
+    try:
+        return ModelConfig(**json.loads((Path(run_dir) / "config.json").read_text())["model"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GtmmError(f"{run_dir}/config.json is unreadable ({e}); it was not written by this version of gtmm") from None
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    return optax.adam(config.lr)
+
+
+def make_train_step(optimizer: optax.GradientTransformation):
+    @eqx.filter_jit
+    def train_step(model, opt_state, frames, task_context, key):
+        (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, frames, task_context, key)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        model = eqx.apply_updates(model, updates)
+        return model, opt_state, loss, jnp.mean(terms.kl, axis=0), jnp.mean(terms.log_likelihood, axis=0)
+
+    return train_step
+
+
+def step_key(seed: int, step: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(seed), step)
+
+
+# --- run directories -------------------------------------------------------------------------
+
+def _checkpoint_paths(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = run_dir / "checkpoints"
+    if not folder.exists():
+        return []
+    out = []
+    for p in folder.glob("step_*.eqx"):
+        try:
+            out.append((int(p.stem.split("_")[1]), p))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int) -> Path:
+    """Write parameters and optimiser state atomically, then drop all but the newest `keep`."""
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, (model, opt_state))
+    path = run_dir / "checkpoints" / f"step_{step:08d}.eqx"
+    write_bytes_atomic(path, buf.getvalue())
+    for _, old in _checkpoint_paths(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(run_dir: Path, like_model: GTMM, like_opt_state) -> tuple[int, GTMM, object] | None:
+    """The newest checkpoint that loads, or None when there is none; an error when none loads."""
+    paths = _checkpoint_paths(run_dir)
+    for step, path in reversed(paths):
+        try:
+            model, opt_state = eqx.tree_deserialise_leaves(path, (like_model, like_opt_state))
+        except Exception:  # a damaged file: fall back to the previous checkpoint
+            continue
+        return step, model, opt_state
+    if paths:
+        raise GtmmError(f"no checkpoint in {run_dir}/checkpoints matches the run's model; they are damaged or"
+                        " from another version of gtmm (nothing was changed)")
+    return None
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise GtmmError(f"{run_dir} is not a gtmm run directory (no config.json); train into it first")
+    try:
+        data = json.loads(path.read_text())["train"]
+        return TrainConfig(**data)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GtmmError(f"{path} is unreadable ({e}); it was not written by this version of gtmm") from None
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Metrics by step; where a resumed run logged a step twice, the later record wins."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    by_step = {r["step"]: r for r in read_jsonl(path) if "step" in r}
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def load_trained(run_dir: Path) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
+    """Config, task, and the model of the newest checkpoint of a run."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    task = make_task(config.task, l=config.l, k=config.k)
+    model = build_model(config, read_model_config(run_dir))
+    opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
+    loaded = load_checkpoint(run_dir, model, opt_state)
+    if loaded is None:
+        raise GtmmError(f"{run_dir} holds no checkpoint yet; train it first")
+    step, model, _ = loaded
+    return config, task, model, step
+
+
+def _prepare_run_dir(run_dir: Path, config: TrainConfig, model_config: ModelConfig, task: AbstractTask,
+                     n_params: int) -> None:
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = read_config(run_dir)
+        diffs = [f"{k}: {getattr(old, k)!r} on disk vs {getattr(config, k)!r}" for k in _IDENTITY
+                 if getattr(old, k) != getattr(config, k)]
+        if diffs:
+            raise GtmmError(f"{run_dir} holds a different run ({'; '.join(diffs)}); choose another --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise GtmmError(f"{run_dir} exists and is not a gtmm run directory; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cfg_path, {
+        "train": asdict(config),
+        "model": asdict(model_config),
+        "learning_rate_used": config.lr,
+        "parameters": n_params,
+        "data": task.dataset.source,
+        "gtmm_version": gtmm.__version__,
+        "jax_version": jax.__version__,
+    })
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
+          task: AbstractTask | None = None) -> dict:
+    """Train (or resume) a run in `run_dir` up to `config.steps`; returns a summary dict.
+
+    Resumes from the newest checkpoint when `run_dir` holds a run with the same settings.
+    """
+    config.validate()
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        read_config(run_dir)  # fail early on a foreign or damaged run directory
+    enable_compile_cache()
+    task = task or make_task(config.task, l=config.l, k=config.k)
+    resuming = (run_dir / "config.json").exists()
+    model_config = read_model_config(run_dir) if resuming else config.model_config(task)
+    model = build_model(config, model_config)
+    optimizer = make_optimizer(config)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    _prepare_run_dir(run_dir, config, model_config, task, count_parameters(model))
+
+    start = 0
+    loaded = load_checkpoint(run_dir, model, opt_state)
+    if loaded is not None:
+        start, model, opt_state = loaded
+    train_step = make_train_step(optimizer)
+    metrics_path = run_dir / "metrics.jsonl"
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=f"{config.model} {config.task}",
+               unit="step", dynamic_ncols=True)
+    loss = float("nan")
+    t0 = time.time()
+    for step in range(start, config.steps):
+        batch = task.batch("train", config.batch_size, config.seed, step)
+        model, opt_state, loss_arr, kl, loglik = train_step(
+            model, opt_state, jnp.asarray(batch.frames), jnp.asarray(batch.context), step_key(config.seed, step))
+        loss = float(loss_arr)
+        if not np.isfinite(loss):
+            raise GtmmError(f"loss became {loss} at step {step + 1}; the last good checkpoint is kept in {run_dir}")
+        kl = np.asarray(kl)
+        append_jsonl(metrics_path, {
+            "step": step + 1,
+            "negative_bound": loss,
+            "kl_per_step": [round(float(v), 5) for v in kl],
+            "last_step_kl": float(kl[-1]),
+            "log_likelihood": float(np.sum(np.asarray(loglik))),
+            "wall_s": round(time.time() - t0, 3),
+        })
+        bar.set_postfix(loss=f"{loss:.1f}", last_kl=f"{kl[-1]:.2f}")
+        bar.update(1)
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            save_checkpoint(run_dir, step + 1, model, opt_state, config.keep_checkpoints)
+    bar.close()
+    return {"run_dir": str(run_dir), "steps": config.steps, "resumed_from": start, "final_loss": loss,
+            "parameters": count_parameters(model)}
