@@ -102,6 +102,7 @@ def _run(args) -> int:
         summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress)
         print(f"report: {summary}")
     elif args.command == "info":
+        import equinox as eqx
         import jax
 
         from gtmm.memories import MEMORIES
@@ -111,7 +112,7 @@ def _run(args) -> int:
         l, k = PerfectRecall.check_params(args.l, args.k)
         for name in MEMORIES:
             cfg = ModelConfig(name, l + k).resolved()
-            n = count_parameters(GTMM(cfg, key=jax.random.PRNGKey(0)))
+            n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, T={l + k})")
     elif args.command == "data":
         from gtmm.data import data_dir, verify_mnist

@@ -127,22 +127,29 @@ class GTMM(eqx.Module):
         memory that reads x_{t-1} (the VRNN) sees its own generation.
         """
 
-        def step(carry, xs):
-            state, z_prev, e_prev = carry
-            e_t, c_t, eps_t, obs_t = xs
-            psi, state = self.memory(ControllerInput(z_prev, e_prev, c_t), state)
-            prior = gaussian_from_raw(self.prior_map(psi))
-            posterior = gaussian_from_raw(self.posterior_map(jnp.concatenate([e_t, psi])))
-            z = jnp.where(obs_t, gaussian_sample(posterior, eps_t), gaussian_sample(prior, eps_t))
-            kl = gaussian_kl(posterior, prior)
-            if feedback:
-                generated = jax.nn.sigmoid(self.decoder(jnp.concatenate([z, psi])))
-                e_t = jnp.where(obs_t, e_t, self.encoder(generated))
-            return (state, z, e_t), (psi, z, kl, prior, posterior)
-
-        init = (self.memory.initial_state(), jnp.zeros(self.latent_size), jnp.zeros(self.embed_size))
-        _, (psi, z, kl, prior, posterior) = jax.lax.scan(step, init, (embeddings, task_context, noise, observed))
+        step = lambda carry, xs: self.step(carry, xs, feedback)  # noqa: E731
+        _, (psi, z, kl, prior, posterior) = jax.lax.scan(step, self.initial_carry(),
+                                                         (embeddings, task_context, noise, observed))
         return Unroll(psi, z, kl, prior, posterior)
+
+    def initial_carry(self):
+        """(memory state, z_0 = 0, e(x_0) = 0)."""
+        return self.memory.initial_state(), jnp.zeros(self.latent_size), jnp.zeros(self.embed_size)
+
+    def step(self, carry, xs, feedback: bool = False):
+        """One time step of the recurrent part: memory read, prior (eq. 7), posterior (eq. 8),
+        sample, KL. `xs` = (e(x_t), c_t, noise_t, observed_t)."""
+        state, z_prev, e_prev = carry
+        e_t, c_t, eps_t, obs_t = xs
+        psi, state = self.memory(ControllerInput(z_prev, e_prev, c_t), state)
+        prior = gaussian_from_raw(self.prior_map(psi))
+        posterior = gaussian_from_raw(self.posterior_map(jnp.concatenate([e_t, psi])))
+        z = jnp.where(obs_t, gaussian_sample(posterior, eps_t), gaussian_sample(prior, eps_t))
+        kl = gaussian_kl(posterior, prior)
+        if feedback:
+            generated = jax.nn.sigmoid(self.decoder(jnp.concatenate([z, psi])))
+            e_t = jnp.where(obs_t, e_t, self.encoder(generated))
+        return (state, z, e_t), (psi, z, kl, prior, posterior)
 
     def __call__(
         self, frames: Float[Array, "time c h w"], task_context: Float[Array, "time ctx"], key: PRNGKeyArray
@@ -186,4 +193,6 @@ def loss_fn(model: GTMM, frames, task_context, key) -> tuple[Float[Array, ""], S
 
 
 def count_parameters(model: eqx.Module) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))))
+    """Number of trainable scalars; works on a model or its `eqx.filter_eval_shape` skeleton."""
+    is_param = lambda x: eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)  # noqa: E731
+    return int(sum(x.size for x in jax.tree_util.tree_leaves(model) if is_param(x)))

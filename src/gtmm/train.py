@@ -9,6 +9,7 @@ Everything random is a function of (seed, step), so a resumed run continues the 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -111,9 +112,15 @@ def read_model_config(run_dir: Path) -> ModelConfig:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    return optax.adam(config.lr)
+    return _adam(config.lr)
 
 
+@functools.cache
+def _adam(lr: float) -> optax.GradientTransformation:
+    return optax.adam(lr)
+
+
+@functools.cache  # one jitted step per optimiser, so later runs in a process reuse its compilation
 def make_train_step(optimizer: optax.GradientTransformation):
     @eqx.filter_jit
     def train_step(model, opt_state, frames, task_context, key):

@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
+# Tests read the real MNIST test set through the normal loader and never touch the network.
+os.environ.setdefault("GTMM_DATA", str(SHARED_DATA))
+os.environ["GTMM_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from gtmm.data import load_mnist
+
+    return load_mnist(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def recall_task(mnist):
+    from gtmm.tasks import make_task
+
+    return make_task("perfect-recall", dataset=mnist, l=3, k=2)

@@ -1,0 +1,74 @@
+"""Bad input: one line naming the problem, exit code 2, no traceback, nothing overwritten."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+
+def gtmm(*args, env_data=None, cwd=None):
+    import os
+
+    env = dict(os.environ, GTMM_OFFLINE="1", GTMM_DATA=str(env_data or SHARED_DATA))
+    return subprocess.run([sys.executable, "-m", "gtmm.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc, *words):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("gtmm: error")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--model", "lstm"], ["unknown model", "lstm"]),
+    (["--model", "vrnn", "--task", "copying"], ["unknown task", "copying"]),
+    (["--model", "vrnn", "--l", "3", "--k", "4"], ["k (4) must not exceed l (3)"]),
+    (["--model", "vrnn", "--steps", "0"], ["steps must be a positive integer"]),
+    (["--model", "vrnn", "--batch-size", "-2"], ["batch size must be a positive integer"]),
+    (["--model", "vrnn", "--hidden-size", "0"], ["hidden size must be positive"]),
+])
+def test_bad_training_arguments(tmp_path, args, words):
+    out = tmp_path / "run"
+    proc = gtmm("train", *args, "--out", str(out))
+    assert_one_line_error(proc, *words)
+    assert not out.exists()
+
+
+def test_argparse_errors_are_one_line():
+    assert_one_line_error(gtmm("train", "--model"), "--model")
+    assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
+
+
+def test_corrupt_data_directory(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    for f in (SHARED_DATA / "mnist").iterdir():
+        (tmp_path / "mnist" / f.name).write_bytes(f.read_bytes())
+    bad = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:100])
+    before = bad.read_bytes()
+    proc = gtmm("train", "--model", "vrnn", "--steps", "1", "--out", str(tmp_path / "run"), env_data=tmp_path)
+    assert_one_line_error(proc, "t10k-labels-idx1-ubyte", "corrupt")
+    assert bad.read_bytes() == before
+    assert not (tmp_path / "run").exists()
+    assert_one_line_error(gtmm("data", "verify", env_data=tmp_path), "t10k-labels")
+
+
+def test_not_a_run_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert_one_line_error(gtmm("evaluate", str(tmp_path)), "not a gtmm run directory")
+    proc = gtmm("train", "--model", "vrnn", "--steps", "1", "--out", str(tmp_path))
+    assert_one_line_error(proc, "not a gtmm run directory")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_info_prints_parameter_counts():
+    proc = gtmm("info")
+    assert proc.returncode == 0, proc.stderr
+    assert "vrnn" in proc.stdout and "introspective" in proc.stdout

@@ -1,0 +1,45 @@
+import json
+
+import numpy as np
+import pytest
+
+from gtmm.errors import GtmmError
+from gtmm.train import TrainConfig, read_metrics, train
+
+
+def test_short_training_lowers_the_loss(tmp_path, recall_task):
+    cfg = TrainConfig(model="introspective", l=3, k=2, steps=24, checkpoint_every=24)
+    train(cfg, tmp_path / "run", progress=False, task=recall_task)
+    losses = [r["negative_bound"] for r in read_metrics(tmp_path / "run")]
+    assert len(losses) == 24 and all(np.isfinite(losses))
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+
+
+def test_resume_continues_the_same_run(tmp_path, recall_task):
+    """4 steps straight equals 2 steps, stop, resume to 4 (same data stream and keys)."""
+    straight = TrainConfig(model="vrnn", l=3, k=2, steps=4, checkpoint_every=2)
+    train(straight, tmp_path / "a", progress=False, task=recall_task)
+    first = TrainConfig(model="vrnn", l=3, k=2, steps=2, checkpoint_every=2)
+    train(first, tmp_path / "b", progress=False, task=recall_task)
+    out = train(straight, tmp_path / "b", progress=False, task=recall_task)
+    assert out["resumed_from"] == 2
+    a = [r["negative_bound"] for r in read_metrics(tmp_path / "a")]
+    b = [r["negative_bound"] for r in read_metrics(tmp_path / "b")]
+    assert [r["step"] for r in read_metrics(tmp_path / "b")] == [1, 2, 3, 4]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_conflicting_run_directory_is_not_touched(tmp_path, recall_task):
+    run = tmp_path / "run"
+    train(TrainConfig(model="vrnn", l=3, k=2, steps=1), run, progress=False, task=recall_task)
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(GtmmError, match="different run"):
+        train(TrainConfig(model="introspective", l=3, k=2, steps=1), run, progress=False, task=recall_task)
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert before == after
+    assert json.loads((run / "config.json").read_text())["train"]["model"] == "vrnn"
+
+
+def test_torn_metrics_line_is_skipped(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "negative_bound": 3.0}\n{"step": 2, "nega')
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1]
