@@ -42,12 +42,13 @@ def test_attention_can_select_one_exact_slot():
     mem = eqx.tree_at(lambda m: (m.gate.weight, m.gate.bias), mem,
                       (jnp.zeros_like(mem.gate.weight), jnp.full_like(mem.gate.bias, 30.0)))
     state = mem.initial_state()
-    latents = [jnp.array([1.0, 2.0, 3.0]) * (i + 1) for i in range(5)]
+    # step t receives z_{t-1}: a dummy z_0 first (never stored), then z_1 .. z_4
+    latents = [jnp.array([1.0, 2.0, 3.0]) * i for i in range(5)]
     for z in latents:
         psi, state = mem(ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
-    # after 5 calls, slots hold z_1..z_4 (the 5th input is written on the next call)
-    np.testing.assert_allclose(np.asarray(psi[:3]), np.asarray(latents[2]), rtol=1e-3)
-    np.testing.assert_allclose(np.asarray(psi[3:]), np.asarray(latents[0]), rtol=1e-3)
+    # at step 5 the store holds z_1..z_4 in slots 0..3: head 0 reads z_3, head 1 reads z_1
+    np.testing.assert_allclose(np.asarray(psi[:3]), np.asarray(latents[3]), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(psi[3:]), np.asarray(latents[1]), rtol=1e-3)
 
 
 def test_every_memory_returns_a_finite_context_of_its_size():
