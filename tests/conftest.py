@@ -13,6 +13,8 @@ os.environ["GTMM_OFFLINE"] = "1"
 def mnist():
     from gtmm.data import load_mnist
 
+    if not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"the real MNIST test set is expected in {SHARED_DATA} (../shared/data beside the project)")
     return load_mnist(SHARED_DATA)
 
 

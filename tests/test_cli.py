@@ -45,7 +45,7 @@ def test_argparse_errors_are_one_line():
     assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
 
 
-def test_corrupt_data_directory(tmp_path):
+def test_corrupt_data_directory(tmp_path, mnist):
     (tmp_path / "mnist").mkdir()
     for f in (SHARED_DATA / "mnist").iterdir():
         (tmp_path / "mnist" / f.name).write_bytes(f.read_bytes())

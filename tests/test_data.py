@@ -21,15 +21,15 @@ def test_real_mnist_test_set_loads_and_splits(mnist):
     assert mnist.train.images[:, :2].max() == 0 and mnist.train.images[:, :, -2:].max() == 0
 
 
-def _copy_mnist(tmp_path):
+def _copy_mnist(tmp_path, mnist):  # `mnist` fixture: fails clearly when ../shared/data is absent
     (tmp_path / "mnist").mkdir()
     for f in (SHARED_DATA / "mnist").iterdir():
         shutil.copy(f, tmp_path / "mnist" / f.name)
     return tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
 
 
-def test_corrupt_file_is_an_error_and_is_left_alone(tmp_path):
-    path = _copy_mnist(tmp_path)
+def test_corrupt_file_is_an_error_and_is_left_alone(tmp_path, mnist):
+    path = _copy_mnist(tmp_path, mnist)
     raw = bytearray(gzip.decompress(path.read_bytes()))
     raw[5000] ^= 0xFF
     path.write_bytes(gzip.compress(bytes(raw)))
@@ -39,8 +39,8 @@ def test_corrupt_file_is_an_error_and_is_left_alone(tmp_path):
     assert path.read_bytes() == before
 
 
-def test_truncated_file_is_an_error(tmp_path):
-    path = _copy_mnist(tmp_path)
+def test_truncated_file_is_an_error(tmp_path, mnist):
+    path = _copy_mnist(tmp_path, mnist)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(GtmmError, match="truncated|corrupt"):
@@ -49,8 +49,8 @@ def test_truncated_file_is_an_error(tmp_path):
         verify_mnist(tmp_path)
 
 
-def test_uncompressed_files_are_accepted(tmp_path):
-    path = _copy_mnist(tmp_path)
+def test_uncompressed_files_are_accepted(tmp_path, mnist):
+    path = _copy_mnist(tmp_path, mnist)
     for f in list(path.parent.iterdir()):
         f.with_suffix("").write_bytes(gzip.decompress(f.read_bytes()))
         f.unlink()
