@@ -84,16 +84,18 @@ _IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "seed", "
 
 
 def enable_compile_cache() -> None:
-    """Reuse compiled steps across processes (JAX's persistent cache); GTMM_NO_COMPILE_CACHE=1 turns it off."""
+    """Reuse compiled steps across processes (JAX's persistent cache) in the user cache directory,
+    never in the data directory (which may be shared or read-only). GTMM_COMPILE_CACHE moves it,
+    GTMM_NO_COMPILE_CACHE=1 turns it off."""
     if os.environ.get("GTMM_NO_COMPILE_CACHE"):
         return
-    from gtmm.data.common import data_dir
+    import platformdirs
 
-    cache = os.environ.get("GTMM_COMPILE_CACHE") or str(data_dir() / "jax-cache")
+    cache = os.environ.get("GTMM_COMPILE_CACHE") or str(Path(platformdirs.user_cache_dir("gtmm")) / "jax-cache")
     try:
         Path(cache).mkdir(parents=True, exist_ok=True)
     except OSError:
-        return  # read-only location: run without a cache
+        return  # an unwritable location: run without a cache
     jax.config.update("jax_compilation_cache_dir", cache)
     # Even sub-second compiles are worth caching: model initialisation compiles dozens of them.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
