@@ -23,3 +23,11 @@ def recall_task(mnist):
     from gtmm.tasks import make_task
 
     return make_task("perfect-recall", dataset=mnist, l=3, k=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_is_left_untouched():
+    """Nothing gtmm does may write into the (shared, possibly read-only) data directory."""
+    before = sorted(str(p) for p in SHARED_DATA.rglob("*"))
+    yield
+    assert sorted(str(p) for p in SHARED_DATA.rglob("*")) == before
