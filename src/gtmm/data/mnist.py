@@ -105,10 +105,21 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _download_ok(name: str, data: bytes) -> bool:
+    """Whether downloaded bytes are the canonical file (gzip md5, or the md5 of its content)."""
+    sums = CHECKSUMS[name]
+    if _md5(data) == sums["gz"]:
+        return True
+    try:
+        return sums["raw"] is not None and _md5(gzip.decompress(data)) == sums["raw"]
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
 def _fetch_missing(folder: Path, name: str) -> Path | None:
     """Download `name`.gz into `folder` when a network exists; None when it cannot be had."""
     dest = folder / f"{name}.gz"
-    if download([m + f"{name}.gz" for m in MIRRORS], dest, lambda d: _md5(d) == CHECKSUMS[name]["gz"]):
+    if download([m + f"{name}.gz" for m in MIRRORS], dest, lambda d: _download_ok(name, d)):
         return dest
     return None
 
