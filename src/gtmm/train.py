@@ -89,13 +89,14 @@ def enable_compile_cache() -> None:
     GTMM_NO_COMPILE_CACHE=1 turns it off."""
     if os.environ.get("GTMM_NO_COMPILE_CACHE"):
         return
-    import platformdirs
+    from gtmm.data.common import announce_once, user_cache_root
 
-    cache = os.environ.get("GTMM_COMPILE_CACHE") or str(Path(platformdirs.user_cache_dir("gtmm")) / "jax-cache")
+    cache = os.environ.get("GTMM_COMPILE_CACHE") or str(user_cache_root() / "jax-cache")
     try:
         Path(cache).mkdir(parents=True, exist_ok=True)
     except OSError:
-        return  # an unwritable location: run without a cache
+        announce_once(f"cannot write the compile cache {cache}; compiling without it (set GTMM_COMPILE_CACHE)")
+        return
     jax.config.update("jax_compilation_cache_dir", cache)
     # Even sub-second compiles are worth caching: model initialisation compiles dozens of them.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -213,18 +214,27 @@ def load_trained(run_dir: Path) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
     return config, task, model, step
 
 
-def _prepare_run_dir(run_dir: Path, config: TrainConfig, model_config: ModelConfig, task: AbstractTask,
-                     n_params: int) -> None:
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
+def _check_run_dir(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether `run_dir` holds this run (resume); an error when it holds another run or other files.
+
+    Runs before any data is loaded or model built, so a wrong --out fails at once.
+    """
+    if (run_dir / "config.json").exists():
         old = read_config(run_dir)
         diffs = [f"{k}: {getattr(old, k)!r} on disk vs {getattr(config, k)!r}" for k in _IDENTITY
                  if getattr(old, k) != getattr(config, k)]
         if diffs:
             raise GtmmError(f"{run_dir} holds a different run ({'; '.join(diffs)}); choose another --out")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        return True
+    if run_dir.exists() and any(run_dir.iterdir()):
         raise GtmmError(f"{run_dir} exists and is not a gtmm run directory; choose another --out")
+    return False
+
+
+def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelConfig, task: AbstractTask,
+                      n_params: int) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
     write_json_atomic(cfg_path, {
         "train": asdict(config),
         "model": asdict(model_config),
@@ -244,16 +254,14 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True
     """
     config.validate()
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists():
-        read_config(run_dir)  # fail early on a foreign or damaged run directory
+    resuming = _check_run_dir(run_dir, config)
     enable_compile_cache()
     task = task or make_task(config.task, l=config.l, k=config.k)
-    resuming = (run_dir / "config.json").exists()
     model_config = read_model_config(run_dir) if resuming else config.model_config(task)
     model = build_model(config, model_config)
     optimizer = make_optimizer(config)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    _prepare_run_dir(run_dir, config, model_config, task, count_parameters(model))
+    _write_run_config(run_dir, config, model_config, task, count_parameters(model))
 
     start = 0
     loaded = load_checkpoint(run_dir, model, opt_state)

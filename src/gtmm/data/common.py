@@ -19,10 +19,15 @@ from gtmm.errors import GtmmError
 FRAME_SIZE = 32  # every network takes 32x32 frames (paper appendix B.1)
 
 
+def user_cache_root() -> Path:
+    """gtmm's folder in the user's cache directory (default data directory, compile cache)."""
+    return Path(platformdirs.user_cache_dir("gtmm"))
+
+
 def data_dir() -> Path:
     """The data directory: `$GTMM_DATA`, else the user's cache directory for gtmm."""
     env = os.environ.get("GTMM_DATA")
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("gtmm"))
+    return Path(env).expanduser() if env else user_cache_root()
 
 
 @dataclass(frozen=True)
