@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 import gtmm
 from gtmm._io import append_jsonl, read_jsonl, write_bytes_atomic, write_json_atomic
+from gtmm.data.common import announce_once
 from gtmm.errors import GtmmError
 from gtmm.memories import check_model
 from gtmm.model import GTMM, ModelConfig, count_parameters, loss_fn
@@ -89,7 +90,7 @@ def enable_compile_cache() -> None:
     GTMM_NO_COMPILE_CACHE=1 turns it off."""
     if os.environ.get("GTMM_NO_COMPILE_CACHE"):
         return
-    from gtmm.data.common import announce_once, user_cache_root
+    from gtmm.data.common import user_cache_root
 
     cache = os.environ.get("GTMM_COMPILE_CACHE") or str(user_cache_root() / "jax-cache")
     try:
@@ -171,7 +172,8 @@ def load_checkpoint(run_dir: Path, like_model: GTMM, like_opt_state) -> tuple[in
     for step, path in reversed(paths):
         try:
             model, opt_state = eqx.tree_deserialise_leaves(path, (like_model, like_opt_state))
-        except Exception:  # a damaged file: fall back to the previous checkpoint
+        except Exception:  # a damaged file: say so, and fall back to the previous checkpoint
+            announce_once(f"checkpoint {path} does not load; trying the one before it")
             continue
         return step, model, opt_state
     if paths:
