@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--l", type=int, default=15)
     i.add_argument("--k", type=int, default=5)
 
+    b = sub.add_parser("bench", help="time the training step; prints one JSON line")
+    b.add_argument("--model", required=True, help=f"one of {', '.join(MEMORIES)}")
+    b.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
+    b.add_argument("--l", type=int, default=15)
+    b.add_argument("--k", type=int, default=5)
+    b.add_argument("--batch-size", type=int, default=10)
+    b.add_argument("--steps", type=_positive_int, default=5, help="timed steps after the first")
+    b.add_argument("--seed", type=int, default=0)
+
     d = sub.add_parser("data", help="where data lives, and verify it")
     d.add_argument("action", choices=["where", "verify"])
     return p
@@ -114,6 +123,13 @@ def _run(args) -> int:
             cfg = ModelConfig(name, l + k).resolved()
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, T={l + k})")
+    elif args.command == "bench":
+        from gtmm.bench import bench
+        from gtmm.train import TrainConfig
+
+        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
+                             batch_size=args.batch_size, seed=args.seed)
+        print(json.dumps(bench(config, args.steps)))
     elif args.command == "data":
         from gtmm.data import data_dir, verify_mnist
 
