@@ -156,8 +156,9 @@ def load_omniglot(root: Path | None = None, allow_download: bool = True) -> Imag
         _loaded[key] = _read(folder, names)
     dataset = _loaded[key]
     if not all(n in names for n in FULL):
-        announce_once(f"Omniglot's full archives ({', '.join(n for n in FULL if n not in names)} missing) are not in"
-                      f" {folder} and cannot be downloaded; using {dataset.source}")
+        missing = " and ".join(n for n in FULL if n not in names)
+        announce_once(f"Omniglot's full archives are incomplete in {folder} ({missing} missing, no download"
+                      f" possible); using {dataset.source}")
     return dataset
 
 
