@@ -31,3 +31,12 @@ def shared_data_is_left_untouched():
     before = sorted(str(p) for p in SHARED_DATA.rglob("*"))
     yield
     assert sorted(str(p) for p in SHARED_DATA.rglob("*")) == before
+
+
+@pytest.fixture(scope="session")
+def omniglot():
+    from gtmm.data import load_omniglot
+
+    if not (SHARED_DATA / "omniglot" / "images_background_small1.zip").exists():
+        pytest.fail(f"the Omniglot subsets are expected in {SHARED_DATA}/omniglot (../shared/data beside the project)")
+    return load_omniglot(SHARED_DATA)

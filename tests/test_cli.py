@@ -72,3 +72,54 @@ def test_info_prints_parameter_counts():
     proc = gtmm("info")
     assert proc.returncode == 0, proc.stderr
     assert "vrnn" in proc.stdout and "introspective" in proc.stdout
+
+
+def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
+    from gtmm.cli import main
+    from gtmm.tasks import TASKS
+
+    for task in TASKS:
+        out = tmp_path / f"{task}.png"
+        assert main(["draw", task, "--sequences", "1", "--seed", "1", "--out", str(out)]) == 0
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5_000
+        assert str(out) in capsys.readouterr().out
+    assert main(["draw", "one-shot-recall", "--split", "eval", "--l", "6", "--k", "2", "--sequences", "1",
+                 "--out", str(tmp_path / "eval.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{t}.png" for t in TASKS] + ["eval.png"])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["draw", "dynamic-dependency", "--l", "9"], ["l >= 10", "l = 9"]),
+    (["draw", "similarity-cued-recall", "--l", "5", "--k", "5"], ["k < l"]),
+    (["draw", "mnist-maze", "--grid", "1"], ["1x1 grid cannot hold a walk"]),
+    (["draw", "perfect-recall", "--grid", "3"], ["takes no parameter grid"]),
+    (["draw", "parity-recall", "--k", "0"], ["k must be a positive integer"]),
+    (["train", "--model", "vrnn", "--task", "dynamic-dependency", "--l", "9"], ["l >= 10"]),
+])
+def test_bad_task_arguments(tmp_path, capsys, args, words):
+    """In-process: the same path as the command line, without starting a new Python each time."""
+    from gtmm.cli import main
+
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("gtmm: error")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_corrupt_omniglot_archive(tmp_path, omniglot, capsys, monkeypatch):
+    from gtmm.cli import main
+
+    (tmp_path / "omniglot").mkdir()
+    bad = tmp_path / "omniglot" / "images_background_small2.zip"
+    bad.write_bytes((SHARED_DATA / "omniglot" / bad.name).read_bytes()[:-100])
+    proc = gtmm("draw", "one-shot-recall", "--out", str(tmp_path / "x.png"), env_data=tmp_path)
+    assert_one_line_error(proc, "images_background_small2.zip fails its checksum")
+    assert not (tmp_path / "x.png").exists()
+    monkeypatch.setenv("GTMM_DATA", str(tmp_path))
+    assert main(["data", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert "images_background_small2.zip fails its checksum" in err and "Traceback" not in err

@@ -90,3 +90,25 @@ def test_subpixel_upsampling_convolution_equals_xla_convolution():
     x = jax.random.normal(jax.random.PRNGKey(1), (6, 7, 9))
     np.testing.assert_allclose(np.asarray(conv2x2_as_matmul(up.conv, x)), np.asarray(up.conv(x)), atol=1e-5)
     assert up(x).shape == (5, 14, 18)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_task_context_reaches_the_controller(mnist, name):
+    """The maze's actions c_t flow from the task into the model config and change the free energy."""
+    from gtmm.tasks import make_task
+    from gtmm.train import TrainConfig
+
+    task = make_task("mnist-maze", dataset=mnist, l=3, k=3)
+    cfg = TrainConfig(model=name, task="mnist-maze", l=3, k=3,
+                      model_overrides={"hidden_size": 32, "map_hidden": 32}).model_config(task)
+    assert cfg.task_context_size == 4
+    model = GTMM(cfg, key=jax.random.PRNGKey(0))
+    b = task.batch("train", 2, 0, 0)
+    frames, ctx = jnp.asarray(b.frames), jnp.asarray(b.context)
+    terms = eqx.filter_jit(batch_terms)
+    with_actions = terms(model, frames, ctx, jax.random.PRNGKey(1))
+    other_actions = terms(model, frames, jnp.roll(ctx, 1, axis=-1), jax.random.PRNGKey(1))
+    assert with_actions.kl.shape == (2, 6) and np.isfinite(np.asarray(with_actions.kl)).all()
+    # c_0 is zero, so step 0 cannot differ; later steps read the actions
+    np.testing.assert_allclose(np.asarray(with_actions.kl[:, 0]), np.asarray(other_actions.kl[:, 0]), rtol=1e-5)
+    assert not np.allclose(np.asarray(with_actions.kl[:, 1:]), np.asarray(other_actions.kl[:, 1:]))

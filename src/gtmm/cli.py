@@ -23,6 +23,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_L_HELP = ("length of the random sequence (pre-recall interval); mnist-maze: steps observed before generation;"
+           " default: the task's (perfect/parity recall 15, mnist-maze 13, others 20)")
+_K_HELP = "length of the recall interval; mnist-maze: steps generated (walk length l + k); default: 5 (mnist-maze 12)"
+
+
 def _parser() -> argparse.ArgumentParser:
     from gtmm.experiments import EXPERIMENTS, SCALES
     from gtmm.memories import MEMORIES
@@ -34,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on a task (resumes when --out holds the same run)")
     t.add_argument("--model", required=True, help=f"one of {', '.join(MEMORIES)}")
     t.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
-    t.add_argument("--l", type=int, default=15, help="length of the random sequence")
-    t.add_argument("--k", type=int, default=5, help="length of the recall interval")
+    t.add_argument("--l", type=int, default=None, help=_L_HELP)
+    t.add_argument("--k", type=int, default=None, help=_K_HELP)
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--batch-size", type=int, default=10)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 when T > 100")
@@ -72,11 +77,21 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time the training step; prints one JSON line")
     b.add_argument("--model", required=True, help=f"one of {', '.join(MEMORIES)}")
     b.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
-    b.add_argument("--l", type=int, default=15)
-    b.add_argument("--k", type=int, default=5)
+    b.add_argument("--l", type=int, default=None, help=_L_HELP)
+    b.add_argument("--k", type=int, default=None, help=_K_HELP)
     b.add_argument("--batch-size", type=int, default=10)
     b.add_argument("--steps", type=_positive_int, default=5, help="timed steps after the first")
     b.add_argument("--seed", type=int, default=0)
+
+    dr = sub.add_parser("draw", help="PNG of example sequences of a task, as the paper's Fig. 3, 5, 7, 9, 11, 13")
+    dr.add_argument("task", help=f"one of {', '.join(TASKS)}")
+    dr.add_argument("--l", type=int, default=None, help=_L_HELP)
+    dr.add_argument("--k", type=int, default=None, help=_K_HELP)
+    dr.add_argument("--grid", type=int, default=None, help="mnist-maze: the grid's side (default 4)")
+    dr.add_argument("--sequences", type=_positive_int, default=3)
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--split", choices=["train", "eval"], default="train")
+    dr.add_argument("--out", required=True, help="PNG file")
 
     d = sub.add_parser("data", help="where data lives, and verify it")
     d.add_argument("action", choices=["where", "verify"])
@@ -130,13 +145,19 @@ def _run(args) -> int:
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
                              batch_size=args.batch_size, seed=args.seed)
         print(json.dumps(bench(config, args.steps)))
+    elif args.command == "draw":
+        from gtmm.plots import draw_task_examples
+        from gtmm.tasks import make_task
+
+        task = make_task(args.task, l=args.l, k=args.k, grid=args.grid)
+        print(draw_task_examples(task, args.out, sequences=args.sequences, seed=args.seed, split=args.split))
     elif args.command == "data":
-        from gtmm.data import data_dir, verify_mnist
+        from gtmm.data import data_dir, verify_mnist, verify_omniglot
 
         if args.action == "where":
             print(data_dir())
         else:
-            for name, status in verify_mnist().items():
+            for name, status in {**verify_mnist(), **verify_omniglot()}.items():
                 print(f"{name}: {status}")
     return 0
 

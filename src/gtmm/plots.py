@@ -63,6 +63,17 @@ def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path) -> Path:
     return _save(fig, Path(out))
 
 
+def _show_frame(ax, image: np.ndarray, highlight: bool = False) -> None:
+    """One frame in `ax`, no ticks; a red border where `highlight` (recall or generated phase)."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if highlight:
+        for s in ax.spines.values():
+            s.set_color("tab:red")
+            s.set_linewidth(1.5)
+
+
 def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generated: np.ndarray, recall_start: int,
                      title: str = "") -> Path:
     """Rows per sequence: input, reconstruction, continual generation (prior from `recall_start` on)."""
@@ -74,15 +85,81 @@ def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generate
         for row, data in enumerate((frames, recon, generated)):
             for t in range(T):
                 ax = axes[3 * i + row, t]
-                ax.imshow(data[i, t, 0], cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if row == 2 and t >= recall_start:
-                    for s in ax.spines.values():
-                        s.set_color("tab:red")
-                        s.set_linewidth(1.5)
+                _show_frame(ax, data[i, t, 0], highlight=row == 2 and t >= recall_start)
                 if t == 0:
                     ax.set_ylabel(names[row], fontsize=6, rotation=0, ha="right", va="center")
     fig.suptitle(title + "\n(red frames: generated from the prior)", fontsize=8)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _save(fig, Path(path))
+
+
+def _frame_notes(batch, i: int, t: int, copies_source: bool) -> tuple[str, str]:
+    """(above, below) a frame: the step and the maze's action above; label, cell, source below."""
+    above = str(t)
+    below = str(int(batch.labels[i, t]))
+    if batch.context.shape[-1]:
+        from gtmm.tasks.mnist_maze import ACTIONS, ARROWS
+
+        c = batch.context[i, t]
+        above += " " + (ARROWS[ACTIONS[int(np.argmax(c))][0]] if c.sum() > 0 else "start")
+    if batch.positions is not None:
+        r, c = batch.positions[i, t]
+        below += f" ({r},{c})"
+    src = int(batch.source_index[i, t])
+    if src >= 0:
+        below += f"\n={src}" if copies_source else f"\n{int(batch.labels[i, src])}%2"
+    return above, below
+
+
+def _draw_map(ax, batch, i: int, grid: int) -> None:
+    """The maze of sequence `i`: each visited cell's digit, unvisited cells grey, and the walk."""
+    size = batch.frames.shape[-1]
+    canvas = np.full((grid * size, grid * size), 0.25, np.float32)
+    for t in range(batch.frames.shape[1]):
+        r, c = batch.positions[i, t]
+        canvas[r * size:(r + 1) * size, c * size:(c + 1) * size] = batch.frames[i, t, 0]
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+    path = (batch.positions[i].astype(float) + 0.5) * size
+    ax.plot(path[:, 1], path[:, 0], color="tab:orange", lw=1.2, alpha=0.8)
+    ax.plot(path[0, 1], path[0, 0], "o", color="tab:green", ms=4)
+    ax.plot(path[-1, 1], path[-1, 0], "s", color="tab:red", ms=4)
+    for k in range(1, grid):
+        ax.axhline(k * size - 0.5, color="tab:blue", lw=0.5)
+        ax.axvline(k * size - 0.5, color="tab:blue", lw=0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("map: start o, end \u25a0", fontsize=6)
+
+
+def save_sequences(path: str | Path, batch, copies_source: bool = True, grid: int | None = None,
+                   title: str = "") -> Path:
+    """One row per sequence of a task's `Batch` (the layout of the paper's Fig. 3, 5, 7, 9, 11);
+    with `grid`, the maze of each sequence on the left (Fig. 13). Above each frame its step (and
+    the action c_t that led there); below it the label (and cell), and, where the frame reproduces
+    an earlier step s, "=s" (the same image) or "d%2" (parity recall: the parity of s's digit d)."""
+    n, T = batch.frames.shape[:2]
+    extra = 4 if grid else 0
+    fig = plt.figure(figsize=((T + extra) * 0.6, n * 1.05 + 0.5))
+    spec = fig.add_gridspec(n, T + extra, wspace=0.08, hspace=0.75)
+    for i in range(n):
+        if grid:
+            _draw_map(fig.add_subplot(spec[i, :extra - 1]), batch, i, grid)
+        for t in range(T):
+            ax = fig.add_subplot(spec[i, extra + t])
+            _show_frame(ax, batch.frames[i, t, 0], highlight=t >= batch.recall_start)
+            above, below = _frame_notes(batch, i, t, copies_source)
+            ax.set_title(above, fontsize=6, pad=2)
+            ax.set_xlabel(below, fontsize=6, labelpad=2)
+    fig.suptitle(title, fontsize=8)
+    return _save(fig, Path(path))
+
+
+def draw_task_examples(task, out: str | Path, sequences: int = 3, seed: int = 0, split: str = "train") -> Path:
+    """PNG of `sequences` example sequences of `task` (batch `seed`, step 0 of `split`)."""
+    batch = task.batch(split, sequences, seed, 0)
+    params = ", ".join(f"{p}={getattr(task, p)}" for p in task.defaults)
+    phase = "generated after observing the first" if task.context_size else "recall phase after"
+    title = (f"{task.name} ({params}), {split} split, seed {seed}: red frames = {phase} l={task.recall_start} steps;"
+             f" source {task.dataset.name}")
+    return save_sequences(out, batch, copies_source=task.copies_source, grid=getattr(task, "grid", None),
+                          title=title)

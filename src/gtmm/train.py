@@ -30,7 +30,7 @@ from gtmm.data.common import announce_once
 from gtmm.errors import GtmmError
 from gtmm.memories import check_model
 from gtmm.model import GTMM, ModelConfig, count_parameters, loss_fn
-from gtmm.tasks import TASKS, AbstractTask, make_task
+from gtmm.tasks import TASKS, AbstractTask, make_task, task_params
 from gtmm.tasks.base import check_positive
 
 
@@ -40,8 +40,8 @@ class TrainConfig:
 
     model: str
     task: str = "perfect-recall"
-    l: int = 15
-    k: int = 5
+    l: int | None = None  # None: the task's default (TASKS[task].defaults, the paper's parameters)
+    k: int | None = None
     steps: int = 1000
     batch_size: int = 10
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when T > 100 (section 4.1)
@@ -50,11 +50,15 @@ class TrainConfig:
     keep_checkpoints: int = 3
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. hidden_size
 
+    def __post_init__(self):
+        if self.task in TASKS:  # an unknown task is reported by validate()
+            for name in ("l", "k"):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, TASKS[self.task].defaults[name])
+
     def validate(self) -> "TrainConfig":
         check_model(self.model)
-        if self.task not in TASKS:
-            raise GtmmError(f"unknown task {self.task!r}; choose one of: {', '.join(sorted(TASKS))}")
-        TASKS[self.task].check_params(l=self.l, k=self.k)
+        task_params(self.task, l=self.l, k=self.k)
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             check_positive(name.replace("_", " "), getattr(self, name))
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
@@ -76,8 +80,10 @@ class TrainConfig:
         return 1e-4 if self.sequence_length > 100 else 1e-3
 
     def model_config(self, task: AbstractTask | None = None) -> ModelConfig:
+        """The model for this run; `task` gives the size of its context c_t (the maze's actions)."""
         ctx = task.context_size if task is not None else 0
-        return ModelConfig(self.model, self.sequence_length, task_context_size=ctx, **self.model_overrides).resolved()
+        length = task.length if task is not None else self.sequence_length
+        return ModelConfig(self.model, length, task_context_size=ctx, **self.model_overrides).resolved()
 
 
 # Settings a resumed run must share with the run on disk (steps may grow).

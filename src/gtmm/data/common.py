@@ -51,6 +51,7 @@ class ImageDataset:
     train: ImageSplit
     eval: ImageSplit
     source: str  # recorded in every run's metadata
+    class_names: tuple[str, ...] = ()  # name of each label, where labels are not self-explanatory
 
     def split(self, which: str) -> ImageSplit:
         if which not in ("train", "eval"):

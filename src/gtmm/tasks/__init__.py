@@ -5,11 +5,17 @@ from __future__ import annotations
 from gtmm.data.common import ImageDataset
 from gtmm.errors import GtmmError
 from gtmm.tasks.base import AbstractTask, Batch
-from gtmm.tasks.perfect_recall import PerfectRecall
+from gtmm.tasks.dynamic_dependency import DynamicDependency
+from gtmm.tasks.mnist_maze import MnistMaze
+from gtmm.tasks.parity_recall import ParityRecall
+from gtmm.tasks.perfect_recall import OneShotRecall, PerfectRecall
+from gtmm.tasks.similarity_cued_recall import SimilarityCuedRecall
 
-TASKS = {PerfectRecall.name: PerfectRecall}
+TASKS: dict[str, type[AbstractTask]] = {cls.name: cls for cls in (
+    PerfectRecall, ParityRecall, OneShotRecall, DynamicDependency, SimilarityCuedRecall, MnistMaze)}
 # Datasets each task draws from; loaders are called lazily so unused data is never read.
-TASK_DATASET = {PerfectRecall.name: "mnist"}
+TASK_DATASET = {PerfectRecall.name: "mnist", ParityRecall.name: "mnist", OneShotRecall.name: "omniglot",
+                DynamicDependency.name: "mnist", SimilarityCuedRecall.name: "mnist", MnistMaze.name: "mnist"}
 
 
 def load_dataset(name: str) -> ImageDataset:
@@ -17,18 +23,35 @@ def load_dataset(name: str) -> ImageDataset:
         from gtmm.data.mnist import load_mnist
 
         return load_mnist()
+    if name == "omniglot":
+        from gtmm.data.omniglot import load_omniglot
+
+        return load_omniglot()
     raise GtmmError(f"unknown dataset {name!r}")
 
 
-def make_task(name: str, dataset: ImageDataset | None = None, **params) -> AbstractTask:
-    """Build task `name` with its parameters (`l`, `k`); loads its dataset unless one is given."""
+def task_params(name: str, **params) -> dict[str, int]:
+    """Task `name`'s parameters: the paper's defaults (`TASKS[name].defaults`) where one is None or
+    absent; an error for a parameter the task does not take, or an invalid value."""
     if name not in TASKS:
         raise GtmmError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
     cls = TASKS[name]
-    cls.check_params(**params)  # before touching any data
+    unknown = sorted(p for p, v in params.items() if v is not None and p not in cls.defaults)
+    if unknown:
+        raise GtmmError(f"task {name} takes no parameter {', '.join(unknown)}; it takes {', '.join(cls.defaults)}")
+    resolved = {**cls.defaults, **{p: v for p, v in params.items() if v is not None}}
+    cls.check_params(**resolved)  # before touching any data
+    return resolved
+
+
+def make_task(name: str, dataset: ImageDataset | None = None, **params) -> AbstractTask:
+    """Build task `name` (defaults for parameters not given); loads its dataset unless one is given."""
+    resolved = task_params(name, **params)
     if dataset is None:
         dataset = load_dataset(TASK_DATASET[name])
-    return cls(dataset, **params)
+    return TASKS[name](dataset, **resolved)
 
 
-__all__ = ["AbstractTask", "Batch", "PerfectRecall", "TASKS", "make_task", "load_dataset"]
+__all__ = ["AbstractTask", "Batch", "DynamicDependency", "MnistMaze", "OneShotRecall", "ParityRecall",
+           "PerfectRecall", "SimilarityCuedRecall", "TASKS", "TASK_DATASET", "load_dataset", "make_task",
+           "task_params"]

@@ -3,38 +3,54 @@
 from __future__ import annotations
 
 import abc
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from jaxtyping import Float, Int
 
-from gtmm.data.common import ImageDataset
+from gtmm.data.common import ImageDataset, ImageSplit
 from gtmm.errors import GtmmError
 
 _SPLIT_IDS = {"train": 0, "eval": 1}
 
 
 class Batch(NamedTuple):
-    """A batch of sequences, batch-major, and what each frame is (SPEC section 1)."""
+    """A batch of sequences, batch-major, and what each frame is (SPEC section 1).
+
+    `source_index[b, t]` is the earlier step (0-based) that decides what frame `t` must show, -1
+    where nothing earlier does. For every task but parity recall the frame at `t` is the very
+    image of that step (`image_index` equal); for parity recall (`task.copies_source` is False)
+    it is some image of the digit `labels[b, source] % 2`. In the maze it is the step that first
+    visited the current cell, on revisits only.
+    """
 
     frames: Float[np.ndarray, "batch time channel height width"]  # values in [0, 1]
-    context: Float[np.ndarray, "batch time context"]  # zero-width when a task has none
-    labels: Int[np.ndarray, "batch time"]  # class of each frame's image
-    source_index: Int[np.ndarray, "batch time"]  # earlier step this frame repeats, -1 if none
+    context: Float[np.ndarray, "batch time context"]  # c_t; zero-width when a task has none
+    labels: Int[np.ndarray, "batch time"]  # class of each frame's image (digit, Omniglot character)
+    source_index: Int[np.ndarray, "batch time"]  # earlier step this frame reproduces, -1 if none
     image_index: Int[np.ndarray, "batch time"]  # index of the image in its split
     recall_start: int  # first step of the recall phase (0-based); generation observes steps before it
+    positions: Int[np.ndarray, "batch time 2"] | None = None  # maze: (row, column) of each step's cell
+    first_visit: Int[np.ndarray, "batch time"] | None = None  # maze: step that first visited that cell
 
 
 def check_positive(name: str, value: int) -> int:
-    if not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise GtmmError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def image_frames(split: ImageSplit, image_index: Int[np.ndarray, "batch time"]) -> np.ndarray:
+    """The frames `[batch, time, 1, 32, 32]` in [0, 1] of the images `image_index` of `split`."""
+    return (split.images[image_index].astype(np.float32) / 255.0)[:, :, None]
 
 
 class AbstractTask(abc.ABC):
     """A task of paper section 5: `batch(split, batch_size, seed, step)` is a pure function of its args."""
 
-    name: str
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, int]] = {"l": 20, "k": 5}  # the paper's parameters (section 5)
+    copies_source: ClassVar[bool] = True  # frame t shows the very image of step source_index[t]
     length: int  # T
     context_size: int = 0
     frame_shape: tuple[int, int, int] = (1, 32, 32)
@@ -80,5 +96,21 @@ class AbstractImageRecallTask(AbstractTask):
         return self.l
 
     def _frames(self, split: str, image_index: np.ndarray) -> np.ndarray:
-        images = self.dataset.split(split).images[image_index]
-        return (images.astype(np.float32) / 255.0)[:, :, None]
+        return image_frames(self.dataset.split(split), image_index)
+
+    def _random_prefix(self, rng: np.random.Generator, split: str, batch_size: int) -> np.ndarray:
+        """`l` images drawn uniformly (with replacement) from `split`: the pre-recall interval."""
+        return rng.integers(0, len(self.dataset.split(split)), size=(batch_size, self.l))
+
+    def _batch(self, split: str, image_index: np.ndarray, source_index: np.ndarray) -> Batch:
+        """A batch of the images `image_index` [batch, T], labelled from the data set."""
+        batch_size = image_index.shape[0]
+        labels = self.dataset.split(split).labels[image_index]
+        return Batch(
+            frames=self._frames(split, image_index),
+            context=np.zeros((batch_size, self.length, 0), np.float32),
+            labels=labels.astype(np.int32),
+            source_index=np.broadcast_to(source_index, (batch_size, self.length)).astype(np.int32),
+            image_index=image_index.astype(np.int32),
+            recall_start=self.l,
+        )

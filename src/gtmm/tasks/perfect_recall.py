@@ -1,4 +1,4 @@
-"""Perfect recall (paper section 5.1, Algorithm 1)."""
+"""Perfect recall and one-shot recall (paper sections 5.1 and 5.3, Algorithm 1)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,34 @@ import numpy as np
 from gtmm.tasks.base import AbstractImageRecallTask, Batch
 
 
-class PerfectRecall(AbstractImageRecallTask):
-    """`l` random images, then the first `k` of them again, in order (Algorithm 1).
+def first_k_repeated(task: AbstractImageRecallTask, rng: np.random.Generator, split: str, batch_size: int) -> Batch:
+    """Algorithm 1: `l` random images, then the first `k` of them again, in order.
 
     Frame `l + j` repeats frame `j` (0-based), so `source_index[:, l + j] == j`.
     """
+    first = task._random_prefix(rng, split, batch_size)
+    order = np.concatenate([np.arange(task.l), np.arange(task.k)])
+    source = np.full(task.length, -1)
+    source[task.l :] = np.arange(task.k)
+    return task._batch(split, first[:, order], source)
+
+
+class PerfectRecall(AbstractImageRecallTask):
+    """`l` random MNIST digits, then the first `k` of them again, in order (Algorithm 1)."""
 
     name = "perfect-recall"
+    defaults = {"l": 15, "k": 5}  # the paper also runs l = 20 and l = 50
 
     def _sample(self, rng: np.random.Generator, split: str, batch_size: int) -> Batch:
-        n = len(self.dataset.split(split))
-        first = rng.integers(0, n, size=(batch_size, self.l))
-        order = np.concatenate([np.arange(self.l), np.arange(self.k)])
-        image_index = first[:, order]
-        source = np.full(self.length, -1)
-        source[self.l :] = np.arange(self.k)
-        labels = self.dataset.split(split).labels[image_index]
-        return Batch(
-            frames=self._frames(split, image_index),
-            context=np.zeros((batch_size, self.length, 0), np.float32),
-            labels=labels.astype(np.int32),
-            source_index=np.broadcast_to(source, (batch_size, self.length)).astype(np.int32),
-            image_index=image_index.astype(np.int32),
-            recall_start=self.l,
-        )
+        return first_k_repeated(self, rng, split, batch_size)
+
+
+class OneShotRecall(AbstractImageRecallTask):
+    """Perfect recall on Omniglot characters (section 5.3): the eval split holds only characters
+    never seen in training (three per alphabet, see `gtmm.data.omniglot`)."""
+
+    name = "one-shot-recall"
+    defaults = {"l": 20, "k": 5}
+
+    def _sample(self, rng: np.random.Generator, split: str, batch_size: int) -> Batch:
+        return first_k_repeated(self, rng, split, batch_size)
