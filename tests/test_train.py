@@ -43,3 +43,14 @@ def test_conflicting_run_directory_is_not_touched(tmp_path, recall_task):
 def test_torn_metrics_line_is_skipped(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "negative_bound": 3.0}\n{"step": 2, "nega')
     assert [r["step"] for r in read_metrics(tmp_path)] == [1]
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    """Files written atomically are as readable as any other file the user writes (umask)."""
+    import os
+
+    from gtmm._io import write_bytes_atomic
+
+    write_bytes_atomic(tmp_path / "a.bin", b"x")
+    (tmp_path / "b.bin").write_bytes(b"x")
+    assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == os.stat(tmp_path / "b.bin").st_mode & 0o777

@@ -9,12 +9,26 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # read once at import: os.umask is process-wide, not thread-safe
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same directory, flush, fsync, then rename over `path`."""
+    """Write to a temporary file in the same directory, flush, fsync, then rename over `path`.
+
+    The file gets the permissions a plain `open(path, "w")` would give (0666 less the umask),
+    not mkstemp's owner-only 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
