@@ -68,15 +68,20 @@ def _sequence(key, T=T_SMALL):
 
 
 def _unroll(mem, inputs):
-    """Psi for every step of one sequence, one `lax.scan` (as the model runs it)."""
-    _, psi = jax.lax.scan(lambda s, x: mem(x, s)[::-1], mem.initial_state(), inputs)
-    return psi
+    """Psi for every step of one sequence, one `lax.scan` (as the model runs it), and the states."""
+    def body(state, x):
+        psi, state = mem(x, state)
+        return state, (psi, state)
+
+    return jax.lax.scan(body, mem.initial_state(), inputs)[1]
 
 
 # One compiled function each, shared by the tests (compiling dominates their run time).
-unroll = eqx.filter_jit(_unroll)
+unroll_with_states = eqx.filter_jit(_unroll)
+unroll = lambda m, inputs: unroll_with_states(m, inputs)[0]  # noqa: E731
+states_over_time = lambda m, inputs: unroll_with_states(m, inputs)[1]  # noqa: E731
 step = eqx.filter_jit(lambda m, x, s: m(x, s))
-grads = eqx.filter_jit(eqx.filter_grad(lambda m, inputs: jnp.sum(jnp.sin(_unroll(m, inputs)))))
+grads = eqx.filter_jit(eqx.filter_grad(lambda m, inputs: jnp.sum(jnp.sin(_unroll(m, inputs)[0]))))
 
 
 @pytest.fixture(scope="module", params=list(MEMORIES))
@@ -100,10 +105,20 @@ def test_shapes_jit_and_scan_equals_stepping(memory):
     assert np.all(np.isfinite(np.asarray(scanned))), name
 
 
+def test_context_depends_only_on_the_past(memory):
+    """Step t receives z_{t-1}; changing the inputs from step j on leaves Psi of steps before j alone (Fig. 2)."""
+    name, mem = memory
+    inputs = _sequence(0)
+    changed = jax.tree_util.tree_map(lambda a: a.at[3:].add(5.0), inputs)
+    before, after = unroll(mem, inputs), unroll(mem, changed)
+    np.testing.assert_array_equal(np.asarray(before[:3]), np.asarray(after[:3]), err_msg=name)
+    assert not np.allclose(np.asarray(before[3:]), np.asarray(after[3:])), name
+
+
 def test_batch_equals_separate_runs(memory):
     name, mem = memory
     batch = jax.vmap(_sequence)(jnp.arange(3))
-    together = eqx.filter_jit(eqx.filter_vmap(_unroll, in_axes=(None, 0)))(mem, batch)
+    together = eqx.filter_jit(eqx.filter_vmap(lambda m, x: _unroll(m, x)[0], in_axes=(None, 0)))(mem, batch)
     for b in range(3):
         alone = unroll(mem, jax.tree_util.tree_map(lambda a: a[b], batch))
         np.testing.assert_allclose(np.asarray(together[b]), np.asarray(alone), rtol=1e-5, atol=1e-6, err_msg=name)
@@ -132,13 +147,6 @@ def test_zero_memory_zero_keys_zero_inputs_stay_finite(memory):
     assert all(np.all(np.isfinite(np.asarray(g))) for g in _grads(mem, zeros)), name
 
 
-@eqx.filter_jit
-def states_over_time(mem, inputs):
-    """The memory state after every step (leading time axis)."""
-    _, states = jax.lax.scan(lambda s, x: (mem(x, s)[1],) * 2, mem.initial_state(), inputs)
-    return states
-
-
 def _assert_attention(w, what):
     w = np.asarray(w)
     assert w.min() >= 0, what
@@ -147,7 +155,7 @@ def _assert_attention(w, what):
 
 @pytest.mark.parametrize("name", ["ntm", "lru", "dnc"])
 def test_attention_weights_are_non_negative_and_sum_to_at_most_one(name):
-    states = states_over_time(_memory(name), _sequence(3, T=10))
+    states = states_over_time(_memory(name), _sequence(3))
     access = states.access if name == "dnc" else states
     _assert_attention(access.read_weights, f"{name} read")
     if name != "lru":
@@ -156,23 +164,26 @@ def test_attention_weights_are_non_negative_and_sum_to_at_most_one(name):
 
 def test_introspective_attention_sums_to_at_most_one():
     mem = _memory("introspective")
+    read_weights = eqx.filter_jit(lambda m, h, n: m.read_weights(h, n))
     for writes in range(4):
-        _assert_attention(mem.read_weights(jax.random.normal(jax.random.PRNGKey(writes), (8,)), jnp.array(writes)),
-                          "introspective")
+        h = jax.random.normal(jax.random.PRNGKey(writes), (8,))
+        _assert_attention(read_weights(mem, h, jnp.array(writes)), "introspective")
 
 
 # ------------------------------------------------------------------ NTM
 
 from gtmm.memories import ntm  # noqa: E402
 
+circular_shift, sharpen, ntm_weights = jax.jit(ntm.circular_shift), jax.jit(ntm.sharpen), jax.jit(ntm.ntm_weights)
+
 
 def test_ntm_shift_moves_a_one_hot_weighting_by_one_slot():
     w = jnp.eye(5)[jnp.array([0, 4])]  # heads on slots 0 and 4
     up, stay, down = jnp.array([[0.0, 0, 1]] * 2), jnp.array([[0.0, 1, 0]] * 2), jnp.array([[1.0, 0, 0]] * 2)
-    np.testing.assert_array_equal(np.asarray(ntm.circular_shift(w, up)), np.eye(5)[[1, 0]])  # wraps around
-    np.testing.assert_array_equal(np.asarray(ntm.circular_shift(w, stay)), np.asarray(w))
-    np.testing.assert_array_equal(np.asarray(ntm.circular_shift(w, down)), np.eye(5)[[4, 3]])
-    half = ntm.circular_shift(w[:1], jnp.array([[0.5, 0, 0.5]]))
+    np.testing.assert_array_equal(np.asarray(circular_shift(w, up)), np.eye(5)[[1, 0]])  # wraps around
+    np.testing.assert_array_equal(np.asarray(circular_shift(w, stay)), np.asarray(w))
+    np.testing.assert_array_equal(np.asarray(circular_shift(w, down)), np.eye(5)[[4, 3]])
+    half = circular_shift(w[:1], jnp.array([[0.5, 0, 0.5]]))
     np.testing.assert_allclose(np.asarray(half), [[0, 0.5, 0, 0, 0.5]])
 
 
@@ -182,13 +193,13 @@ def test_ntm_sharpening_never_flattens():
     w /= w.sum(-1, keepdims=True)
     w[:, 3] = 0  # zero entries stay zero
     gamma = (1 + 10 * rng.random(50)).astype(np.float32)
-    s = np.asarray(ntm.sharpen(jnp.asarray(w), jnp.asarray(gamma)))
+    s = np.asarray(sharpen(jnp.asarray(w), jnp.asarray(gamma)))
     assert np.all(s.max(-1) >= w.max(-1) - 1e-6)
     assert np.all(s[:, 3] == 0)
     np.testing.assert_allclose(s.sum(-1), 1, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(ntm.sharpen(jnp.eye(4)[:2], jnp.array([1.0, 30.0]))), np.eye(4)[:2])
+    np.testing.assert_array_equal(np.asarray(sharpen(jnp.eye(4)[:2], jnp.array([1.0, 30.0]))), np.eye(4)[:2])
     # flat stays flat; a large gamma on many small weights does not underflow to an empty weighting
-    np.testing.assert_allclose(np.asarray(ntm.sharpen(jnp.full((1, 100), 0.01), jnp.array([40.0]))), 0.01, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(sharpen(jnp.full((1, 100), 0.01), jnp.array([40.0]))), 0.01, atol=1e-6)
 
 
 def test_ntm_sharpening_of_zero_weights_is_finite():
@@ -196,7 +207,7 @@ def test_ntm_sharpening_of_zero_weights_is_finite():
         grads = jax.jit(jax.grad(lambda w, g: jnp.sum(ntm.sharpen(w, g) * jnp.arange(4.0)), argnums=(0, 1)))(
             w, jnp.array([1.0, 3.0]))
         assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
-    assert np.all(np.asarray(ntm.sharpen(jnp.zeros((2, 4)), jnp.array([1.0, 3.0]))) == 0)
+    assert np.all(np.asarray(sharpen(jnp.zeros((2, 4)), jnp.array([1.0, 3.0]))) == 0)
 
 
 def test_ntm_location_addressing_walks_one_slot_per_step():
@@ -204,11 +215,11 @@ def test_ntm_location_addressing_walks_one_slot_per_step():
     memory = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     w = jnp.eye(5)[:1]
     for j in range(1, 7):
-        w = ntm.ntm_weights(memory, jnp.ones((1, 3)), jnp.zeros(1), jnp.zeros(1), jnp.array([[0.0, 0, 1]]),
+        w = ntm_weights(memory, jnp.ones((1, 3)), jnp.zeros(1), jnp.zeros(1), jnp.array([[0.0, 0, 1]]),
                             jnp.array([5.0]), w)
         np.testing.assert_allclose(np.asarray(w), np.eye(5)[[j % 5]], atol=1e-6)
     # gate 1: content focus alone (a strong key picks its slot)
-    w = ntm.ntm_weights(memory, memory[3:4], jnp.array([50.0]), jnp.ones(1), jnp.array([[0.0, 1, 0]]),
+    w = ntm_weights(memory, memory[3:4], jnp.array([50.0]), jnp.ones(1), jnp.array([[0.0, 1, 0]]),
                         jnp.array([1.0]), w)
     assert int(jnp.argmax(w)) == 3
 
@@ -217,7 +228,7 @@ def test_ntm_erase_and_add_replaces_a_slot():
     from gtmm.memories.addressing import erase_and_write
 
     memory = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
-    new = erase_and_write(memory, jnp.eye(4)[jnp.array([2])], jnp.ones((1, 3)), jnp.array([[7.0, 8, 9]]))
+    new = jax.jit(erase_and_write)(memory, jnp.eye(4)[jnp.array([2])], jnp.ones((1, 3)), jnp.array([[7.0, 8, 9]]))
     np.testing.assert_allclose(np.asarray(new[2]), [7, 8, 9])
     np.testing.assert_array_equal(np.asarray(new)[[0, 1, 3]], np.asarray(memory)[[0, 1, 3]])
 
@@ -226,21 +237,24 @@ def test_ntm_erase_and_add_replaces_a_slot():
 
 from gtmm.memories import lru  # noqa: E402
 
+lru_write_weights = jax.jit(lru.lru_write_weights)
+
 
 def test_lru_least_used_heads_take_the_least_used_slots_in_order():
     usage = jnp.array([0.5, 0.1, 0.9, 0.1, 0.0])
-    np.testing.assert_array_equal(np.asarray(lru.least_used_weights(usage, 3)), np.eye(5)[[4, 1, 3]])
+    least_used = jax.jit(lru.least_used_weights, static_argnums=1)(usage, 3)
+    np.testing.assert_array_equal(np.asarray(least_used), np.eye(5)[[4, 1, 3]])
 
 
 def test_lru_write_weights_mix_previous_read_and_least_used():
     prev, lu = jnp.eye(4)[jnp.array([1])], jnp.eye(4)[jnp.array([3])]
-    np.testing.assert_array_equal(np.asarray(lru.lru_write_weights(prev, lu, jnp.zeros(1))), np.eye(4)[[3]])
-    np.testing.assert_array_equal(np.asarray(lru.lru_write_weights(prev, lu, jnp.ones(1))), np.eye(4)[[1]])
-    np.testing.assert_allclose(np.asarray(lru.lru_write_weights(prev, lu, jnp.full(1, 0.25))), [[0, 0.25, 0, 0.75]])
+    np.testing.assert_array_equal(np.asarray(lru_write_weights(prev, lu, jnp.zeros(1))), np.eye(4)[[3]])
+    np.testing.assert_array_equal(np.asarray(lru_write_weights(prev, lu, jnp.ones(1))), np.eye(4)[[1]])
+    np.testing.assert_allclose(np.asarray(lru_write_weights(prev, lu, jnp.full(1, 0.25))), [[0, 0.25, 0, 0.75]])
 
 
 def test_lru_usage_decays_and_grows_with_reads_and_writes():
-    u = lru.lru_usage(jnp.array([1.0, 0.0]), jnp.array([[0.5, 0.5]]), jnp.array([[0.0, 1.0]]), decay=0.9)
+    u = jax.jit(lru.lru_usage)(jnp.array([1.0, 0.0]), jnp.array([[0.5, 0.5]]), jnp.array([[0.0, 1.0]]), decay=0.9)
     np.testing.assert_allclose(np.asarray(u), [1.4, 1.5])
 
 
@@ -255,8 +269,8 @@ def test_lru_memory_clears_and_writes_the_least_used_slot():
     old = jax.random.normal(jax.random.PRNGKey(5), (6, 3))
     state = state._replace(memory=old, usage=jnp.array([5.0, 4.0, 0.1, 3.0, 0.2, 6.0]),
                            read_weights=jnp.eye(6)[jnp.array([0, 1])])
-    _, new = mem(jax.tree_util.tree_map(lambda a: a[0], _sequence(0)), state)
-    words = mem.interface(new.h)[-6:].reshape(2, 3)
+    _, new = step(mem, jax.tree_util.tree_map(lambda a: a[0], _sequence(0)), state)
+    words = (mem.interface.weight @ new.h + mem.interface.bias)[-6:].reshape(2, 3)
     np.testing.assert_allclose(np.asarray(new.memory[2]), np.asarray(words[0]), rtol=1e-5, atol=1e-6)  # cleared
     np.testing.assert_allclose(np.asarray(new.memory[4]), np.asarray(old[4] + words[1]), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(new.memory)[[0, 1, 3, 5]], np.asarray(old)[[0, 1, 3, 5]])
@@ -268,7 +282,7 @@ from gtmm.memories import dnc  # noqa: E402
 
 
 def test_dnc_usage_and_links_keep_their_invariants_over_a_sequence():
-    states = states_over_time(_memory("dnc"), _sequence(4, T=10))
+    states = states_over_time(_memory("dnc"), _sequence(4))
     usage, link = np.asarray(states.access.usage), np.asarray(states.access.linkage.link)
     assert usage.min() >= 0 and usage.max() <= 1
     assert np.all(link[..., range(6), range(6)] == 0)

@@ -24,14 +24,16 @@ def vector_norms(m: Float[Array, "... word"]) -> Float[Array, "... 1"]:
     return jnp.sqrt(jnp.sum(m * m, axis=-1, keepdims=True) + _EPSILON)
 
 
-def cosine_similarity(memory: Float[Array, "slots word"], keys: Float[Array, "heads word"]) -> Float[Array, "heads slots"]:
+def cosine_similarity(memory: Float[Array, "slots word"],
+                      keys: Float[Array, "heads word"]) -> Float[Array, "heads slots"]:
     """K(k, M_i) = k . M_i / (||k|| ||M_i|| + eps)  (the comparison of eq. 15; reference `CosineWeights`)."""
     dot = keys @ memory.T
     norm = vector_norms(keys) @ vector_norms(memory).T
     return dot / (norm + _EPSILON)
 
 
-def weighted_softmax(activations: Float[Array, "heads slots"], strengths: Float[Array, " heads"]) -> Float[Array, "heads slots"]:
+def weighted_softmax(activations: Float[Array, "heads slots"],
+                     strengths: Float[Array, " heads"]) -> Float[Array, "heads slots"]:
     """w[i] = exp(beta K[i]) / sum_j exp(beta K[j]), beta already positive (reference `weighted_softmax`)."""
     return jax.nn.softmax(activations * strengths[:, None], axis=-1)
 
@@ -52,7 +54,8 @@ def read_memory(weights: Float[Array, "heads slots"], memory: Float[Array, "slot
 
 
 def erase_and_write(memory: Float[Array, "slots word"], write_weights: Float[Array, "writes slots"],
-                    erase: Float[Array, "writes word"], values: Float[Array, "writes word"]) -> Float[Array, "slots word"]:
+                    erase: Float[Array, "writes word"],
+                    values: Float[Array, "writes word"]) -> Float[Array, "slots word"]:
     """M_t = M_{t-1} * prod_i (1 - w_i e_i^T) + sum_i w_i a_i^T  (NTM erase and add; reference `_erase_and_write`).
 
     `erase` e_i in [0, 1] (a sigmoid), `values` a_i the words added, one row per write head.

@@ -54,7 +54,8 @@ class DNCInterface(NamedTuple):
 
 # ---------------------------------------------------------------- usage and allocation (`Freeness`)
 
-def usage_after_write(prev_usage: Float[Array, " slots"], write_weights: Float[Array, "writes slots"]) -> Float[Array, " slots"]:
+def usage_after_write(prev_usage: Float[Array, " slots"],
+                      write_weights: Float[Array, "writes slots"]) -> Float[Array, " slots"]:
     """u' = u_{t-1} + (1 - u_{t-1}) * (1 - prod_i (1 - w^w_i))  (reference `_usage_after_write`)."""
     written = 1 - jnp.prod(1 - write_weights, axis=0)
     return prev_usage + (1 - prev_usage) * written
@@ -68,7 +69,8 @@ def usage_after_read(prev_usage: Float[Array, " slots"], free_gate: Float[Array,
 
 
 def updated_usage(write_weights: Float[Array, "writes slots"], free_gate: Float[Array, " reads"],
-                  read_weights: Float[Array, "reads slots"], prev_usage: Float[Array, " slots"]) -> Float[Array, " slots"]:
+                  read_weights: Float[Array, "reads slots"],
+                  prev_usage: Float[Array, " slots"]) -> Float[Array, " slots"]:
     """u_t = (u_{t-1} + (1 - u_{t-1}) w^w_{t-1}) * psi_t  (reference `Freeness._build`).
 
     As in the reference, no gradient flows from the usage into the previous write weights
@@ -96,7 +98,8 @@ def allocation_weights(usage: Float[Array, " slots"]) -> Float[Array, " slots"]:
     return jnp.zeros_like(usage).at[order].set(sorted_allocation)
 
 
-def write_allocation_weights(usage: Float[Array, " slots"], write_gates: Float[Array, " writes"]) -> Float[Array, "writes slots"]:
+def write_allocation_weights(usage: Float[Array, " slots"],
+                             write_gates: Float[Array, " writes"]) -> Float[Array, "writes slots"]:
     """a^i_t = allocation(u^i),  u^{i+1} = u^i + (1 - u^i) g^i a^i_t,  u^0 = u_t
     (reference `Freeness.write_allocation_weights`).
 
@@ -111,7 +114,8 @@ def write_allocation_weights(usage: Float[Array, " slots"], write_gates: Float[A
 
 
 def write_weights(write_content_weights: Float[Array, "writes slots"], allocation: Float[Array, "writes slots"],
-                  allocation_gate: Float[Array, " writes"], write_gate: Float[Array, " writes"]) -> Float[Array, "writes slots"]:
+                  allocation_gate: Float[Array, " writes"],
+                  write_gate: Float[Array, " writes"]) -> Float[Array, "writes slots"]:
     """w^w_t = g^w (g^a a_t + (1 - g^a) c^w_t)  (reference `MemoryAccess._write_weights`)."""
     g_a, g_w = allocation_gate[:, None], write_gate[:, None]
     return g_w * (g_a * allocation + (1 - g_a) * write_content_weights)
@@ -151,7 +155,8 @@ def directional_read_weights(link: Float[Array, "writes slots slots"], prev_read
 
 
 def read_weights(content: Float[Array, "reads slots"], forward: Float[Array, "reads writes slots"],
-                 backward: Float[Array, "reads writes slots"], read_mode: Float[Array, "reads modes"]) -> Float[Array, "reads slots"]:
+                 backward: Float[Array, "reads writes slots"],
+                 read_mode: Float[Array, "reads modes"]) -> Float[Array, "reads slots"]:
     """w^r_t = pi[content] c^r_t + sum_i pi[forward_i] f^i_t + sum_i pi[backward_i] b^i_t
     (reference `MemoryAccess._read_weights`; modes ordered backward, forward, content)."""
     writes = forward.shape[1]

@@ -41,7 +41,8 @@ def lru_write_weights(prev_read_weights: Float[Array, "heads slots"], least_used
     return write_gate[:, None] * prev_read_weights + (1 - write_gate[:, None]) * least_used
 
 
-def clear_least_used(memory: Float[Array, "slots word"], least_used: Float[Array, "heads slots"]) -> Float[Array, "slots word"]:
+def clear_least_used(memory: Float[Array, "slots word"],
+                     least_used: Float[Array, "heads slots"]) -> Float[Array, "slots word"]:
     """M_{t-1}(i) <- 0 for the least-used slot i (row 0 of w^lu_{t-1}), before writing (Santoro et al. 2016)."""
     return memory * (1 - least_used[0])[:, None]
 
