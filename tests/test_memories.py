@@ -1,3 +1,5 @@
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -58,8 +60,10 @@ SMALL = dict(latent_size=3, observation_size=4, task_context_size=2, hidden_size
 T_SMALL = 5
 
 
-def _memory(name, key=1):
-    return MEMORIES[name](**SMALL, key=jax.random.PRNGKey(key))
+@functools.cache
+def _memory(name):
+    """A small memory of each kind, built once (building is eager and slow to compile on CPU)."""
+    return MEMORIES[name](**SMALL, key=jax.random.PRNGKey(1))
 
 
 def _sequence(key, T=T_SMALL):
