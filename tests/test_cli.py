@@ -32,6 +32,8 @@ def assert_one_line_error(proc, *words):
     (["--model", "vrnn", "--steps", "0"], ["steps must be a positive integer"]),
     (["--model", "vrnn", "--batch-size", "-2"], ["batch size must be a positive integer"]),
     (["--model", "vrnn", "--hidden-size", "0"], ["hidden size must be positive"]),
+    (["--model", "dnc", "--read-heads", "0"], ["read heads must be positive"]),
+    (["--model", "lru", "--slots", "4"], ["slots (4) must be at least read heads (5)"]),
 ])
 def test_bad_training_arguments(tmp_path, args, words):
     out = tmp_path / "run"

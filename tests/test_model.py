@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gtmm.memories import MEMORIES
 from gtmm.model import GTMM, ModelConfig, batch_terms, count_parameters, loss_fn
 
-MODELS = ["vrnn", "introspective"]
+MODELS = list(MEMORIES)
 
 
 @pytest.fixture(scope="module", params=MODELS)

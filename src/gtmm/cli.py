@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--hidden-size", type=int, default=None, help="controller LSTM width (default: per model)")
-    t.add_argument("--slots", type=int, default=None, help="memory slots (default: T)")
+    t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
+    t.add_argument("--read-heads", type=int, default=None, help="read heads R (default: 5)")
+    t.add_argument("--word-size", type=int, default=None, help="memory word width (default: the latent size)")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--no-progress", action="store_true")
 
@@ -102,7 +104,8 @@ def _run(args) -> int:
     if args.command == "train":
         from gtmm.train import TrainConfig, train
 
-        overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots)) if v is not None}
+        overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
+                                       ("read_heads", args.read_heads), ("word_size", args.word_size)) if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
@@ -137,7 +140,8 @@ def _run(args) -> int:
         for name in MEMORIES:
             cfg = ModelConfig(name, l + k).resolved()
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
-            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, T={l + k})")
+            slots = f", {cfg.slots} slots of {cfg.word_size}" if cfg.word_size else ""
+            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k})")
     elif args.command == "bench":
         from gtmm.bench import bench
         from gtmm.train import TrainConfig

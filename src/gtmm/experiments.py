@@ -8,6 +8,7 @@ from pathlib import Path
 from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
 from gtmm.evaluate import evaluate_run, sample_run
+from gtmm.memories import MEMORIES
 from gtmm.plots import plot_kl_per_step
 from gtmm.train import TrainConfig, train
 
@@ -26,7 +27,7 @@ EXPERIMENTS = {
     "mnist-maze": {"task": "mnist-maze", "l": 13, "k": 12, "figure": "Fig. 14"},
 }
 ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recall-15"}
-MODELS = ("vrnn", "introspective")
+MODELS = tuple(MEMORIES)
 # Training steps per model. smoke: minutes, to try things out; cpu: what a 2-core machine does in
 # about an hour per model; paper: the long runs of the paper (for a GPU).
 SCALES = {"smoke": {"steps": 40, "checkpoint_every": 20}, "cpu": {"steps": 1500, "checkpoint_every": 100},

@@ -38,7 +38,8 @@ class ModelConfig:
     embed_size: int = 64  # the "vector of length 64" of appendix B.1
     hidden_size: int | None = None  # controller LSTM width; None: the model's default
     read_heads: int = 5
-    slots: int | None = None  # memory slots; None: T (paper section 4.1)
+    slots: int | None = None  # memory slots; None: T, or 5 T for lru (paper section 4.1)
+    word_size: int | None = None  # width of a memory word; None: the latent size (none for vrnn)
     map_hidden: int = 256  # width of the prior and posterior maps' hidden layer
     frame_channels: int = 1
     task_context_size: int = 0
@@ -48,14 +49,20 @@ class ModelConfig:
         for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
             if getattr(self, name) < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_size", "slots"):
+        for name in ("hidden_size", "slots", "word_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        memory = MEMORIES[self.model]
+        slots = self.slots or memory.default_slots(self.sequence_length)
+        word_size = self.word_size or memory.default_word_size(self.latent_size)
+        memory.check_settings(slots=slots, read_heads=self.read_heads, word_size=word_size,
+                              latent_size=self.latent_size)
         return ModelConfig(**{
             **asdict(self),
             "hidden_size": self.hidden_size or DEFAULT_HIDDEN[self.model],
-            "slots": self.slots or self.sequence_length,
+            "slots": slots,
+            "word_size": word_size,
         })
 
 
@@ -92,7 +99,8 @@ class GTMM(eqx.Module):
         self.encoder = Encoder(cfg.frame_channels, cfg.embed_size, key=k[0])
         self.memory = MEMORIES[cfg.model](
             latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
-            hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, key=k[1],
+            hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
+            key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])

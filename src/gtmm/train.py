@@ -67,6 +67,7 @@ class TrainConfig:
         unknown = set(self.model_overrides) - known
         if unknown:
             raise GtmmError(f"unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        self.model_config()  # bad memory settings fail here, before data is loaded or anything compiled
         return self
 
     @property

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from gtmm.errors import GtmmError
 from gtmm.memories.base import AbstractMemory, ControllerInput
+from gtmm.memories.dnc import DNCMemory
 from gtmm.memories.introspective import IntrospectiveMemory
+from gtmm.memories.lru import LRUMemory
+from gtmm.memories.ntm import NTMMemory
 from gtmm.memories.vrnn import VRNNMemory
 
 MEMORIES: dict[str, type[AbstractMemory]] = {
     "vrnn": VRNNMemory,
     "introspective": IntrospectiveMemory,
+    "ntm": NTMMemory,
+    "lru": LRUMemory,
+    "dnc": DNCMemory,
 }
 
 # LSTM widths chosen so every model has about the paper's Table 1 parameter count
-# (1.86-1.88 M) on the digits tasks at T = 20; `gtmm info` prints the counts.
-DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316}
+# (1.86-1.88 M) on the digits tasks at T = 20; `gtmm info` prints the counts. The NTM, LRU and
+# DNC controllers are narrow because their Psi = [5 reads of 32, h_t] feeds the prior,
+# posterior and observation maps, whose input layers grow with |Psi|; their memory
+# parameters do not depend on the number of slots.
+DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316, "ntm": 93, "lru": 92, "dnc": 93}
 
 
 def check_model(name: str) -> None:

@@ -10,6 +10,7 @@ only. The generative model (prior, posterior, observation map) sees the memory o
 from __future__ import annotations
 
 import abc
+import math
 from typing import NamedTuple
 
 import equinox as eqx
@@ -29,6 +30,20 @@ class AbstractMemory(eqx.Module):
 
     context_size: eqx.AbstractVar[int]  # |Psi|
 
+    @classmethod
+    def default_slots(cls, sequence_length: int) -> int:
+        """Memory slots when the configuration names none: T (paper section 4.1)."""
+        return sequence_length
+
+    @classmethod
+    def default_word_size(cls, latent_size: int) -> int | None:
+        """Width of a memory word when the configuration names none: the latent size."""
+        return latent_size
+
+    @classmethod
+    def check_settings(cls, *, slots: int, read_heads: int, word_size: int | None, latent_size: int) -> None:
+        """Raise a one-line `GtmmError` for settings this memory cannot run with (before any compile)."""
+
     @abc.abstractmethod
     def initial_state(self) -> PyTree:
         """The state before the first step: empty store, zero controller."""
@@ -36,3 +51,17 @@ class AbstractMemory(eqx.Module):
     @abc.abstractmethod
     def __call__(self, inputs: ControllerInput, state: PyTree) -> tuple[Float[Array, " psi"], PyTree]:
         """One step: returns (Psi_{t-1}, new state)."""
+
+
+def split_interface(vector: Float[Array, " n"], shapes: dict[str, tuple[int, ...]]) -> dict[str, Float[Array, "..."]]:
+    """Cut a controller's interface vector into named pieces of the given shapes, in order."""
+    out, start = {}, 0
+    for name, shape in shapes.items():
+        out[name] = vector[start:start + math.prod(shape)].reshape(shape)
+        start += math.prod(shape)
+    return out
+
+
+def interface_size(shapes: dict[str, tuple[int, ...]]) -> int:
+    """How many entries `split_interface` needs for `shapes`."""
+    return sum(math.prod(shape) for shape in shapes.values())

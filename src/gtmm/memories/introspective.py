@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from gtmm.errors import GtmmError
 from gtmm.memories.base import AbstractMemory, ControllerInput
 
 _EPSILON = 1e-6  # guards the attention normaliser
@@ -74,6 +75,12 @@ class IntrospectiveMemory(AbstractMemory):
         self.gate = eqx.nn.Linear(hidden_size, read_heads * latent_size, key=k3)
         self.hidden_size, self.slots, self.read_heads, self.latent_size = hidden_size, slots, read_heads, latent_size
         self.context_size = read_heads * latent_size
+
+    @classmethod
+    def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
+        if word_size != latent_size:
+            raise GtmmError(f"introspective stores the latents themselves, so its word size is the latent size "
+                            f"({latent_size}), not {word_size}")
 
     def initial_state(self) -> IntrospectiveState:
         zeros = jnp.zeros(self.hidden_size)

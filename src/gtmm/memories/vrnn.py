@@ -8,6 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from gtmm.errors import GtmmError
 from gtmm.memories.base import AbstractMemory, ControllerInput
 
 
@@ -33,6 +34,15 @@ class VRNNMemory(AbstractMemory):
         self.lstm = eqx.nn.LSTMCell(observation_size + latent_size + task_context_size, hidden_size, key=key)
         self.hidden_size = hidden_size
         self.context_size = hidden_size
+
+    @classmethod
+    def default_word_size(cls, latent_size: int) -> None:
+        return None  # no external memory, no words
+
+    @classmethod
+    def check_settings(cls, *, word_size: int | None, **_: int) -> None:
+        if word_size is not None:
+            raise GtmmError("vrnn has no external memory, so it takes no word size")
 
     def initial_state(self) -> LSTMState:
         zeros = jnp.zeros(self.hidden_size)
