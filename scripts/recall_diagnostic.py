@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from gtmm.memories import introspective
-from gtmm.model import GTMM, ModelConfig, loss_fn
+from gtmm.model import ModelConfig, init_model, loss_fn
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
         introspective.IntrospectiveMemory.read_weights = oracle_read_weights
 
     cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx).resolved()
-    model = GTMM(cfg, key=jax.random.PRNGKey(a.seed))
+    model = init_model(cfg, a.seed)
     ke, kd = jax.random.split(jax.random.PRNGKey(a.seed + 1))
     model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
                         (eqx.nn.Linear(bits, cfg.embed_size, key=ke),

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from gtmm.memories import MEMORIES
-from gtmm.model import GTMM, ModelConfig, batch_terms, count_parameters, loss_fn
+from gtmm.model import GTMM, ModelConfig, batch_terms, count_parameters, init_model, loss_fn
 
 MODELS = list(MEMORIES)
 
 
 @pytest.fixture(scope="module", params=MODELS)
 def model(request):
-    return GTMM(ModelConfig(request.param, 5), key=jax.random.PRNGKey(0))
+    return init_model(ModelConfig(request.param, 5).resolved(), 0)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_task_context_reaches_the_controller(mnist, name):
     cfg = TrainConfig(model=name, task="mnist-maze", l=3, k=3,
                       model_overrides={"hidden_size": 32, "map_hidden": 32}).model_config(task)
     assert cfg.task_context_size == 4
-    model = GTMM(cfg, key=jax.random.PRNGKey(0))
+    model = init_model(cfg, 0)
     b = task.batch("train", 2, 0, 0)
     frames, ctx = jnp.asarray(b.frames), jnp.asarray(b.context)
     terms = eqx.filter_jit(batch_terms)

@@ -204,3 +204,11 @@ def count_parameters(model: eqx.Module) -> int:
     """Number of trainable scalars; works on a model or its `eqx.filter_eval_shape` skeleton."""
     is_param = lambda x: eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)  # noqa: E731
     return int(sum(x.size for x in jax.tree_util.tree_leaves(model) if is_param(x)))
+
+
+def init_model(config: ModelConfig, seed: int) -> GTMM:
+    """A freshly initialised GTMM, its parameters drawn on the host (`gtmm.init.host_init`):
+    Equinox's default distributions, without compiling a random-number kernel per weight shape."""
+    from gtmm.init import host_init
+
+    return host_init(lambda key: GTMM(config, key=key), seed)

@@ -29,7 +29,7 @@ from gtmm._io import append_jsonl, read_jsonl, write_bytes_atomic, write_json_at
 from gtmm.data.common import announce_once
 from gtmm.errors import GtmmError
 from gtmm.memories import check_model
-from gtmm.model import GTMM, ModelConfig, count_parameters, loss_fn
+from gtmm.model import GTMM, ModelConfig, count_parameters, init_model, loss_fn
 from gtmm.tasks import TASKS, AbstractTask, make_task, task_params
 from gtmm.tasks.base import check_positive
 
@@ -111,7 +111,7 @@ def enable_compile_cache() -> None:
 
 
 def build_model(config: TrainConfig, model_config: ModelConfig) -> GTMM:
-    return GTMM(model_config, key=jax.random.PRNGKey(config.seed))
+    return init_model(model_config, config.seed)
 
 
 def read_model_config(run_dir: Path) -> ModelConfig:
