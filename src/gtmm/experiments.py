@@ -30,7 +30,7 @@ ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recal
 MODELS = tuple(MEMORIES)
 # Training steps per model. smoke: minutes, to try things out; cpu: what a 2-core machine does in
 # about an hour per model; paper: the long runs of the paper (for a GPU).
-SCALES = {"smoke": {"steps": 40, "checkpoint_every": 20}, "cpu": {"steps": 1500, "checkpoint_every": 100},
+SCALES = {"smoke": {"steps": 20, "checkpoint_every": 10}, "cpu": {"steps": 1500, "checkpoint_every": 100},
           "paper": {"steps": 100_000, "checkpoint_every": 1000}}
 
 
