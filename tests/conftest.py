@@ -40,3 +40,20 @@ def omniglot():
     if not (SHARED_DATA / "omniglot" / "images_background_small1.zip").exists():
         pytest.fail(f"the Omniglot subsets are expected in {SHARED_DATA}/omniglot (../shared/data beside the project)")
     return load_omniglot(SHARED_DATA)
+
+
+@pytest.fixture
+def http_mirror(tmp_path):
+    """A loopback HTTP server over a fresh directory: returns (directory, base URL); stopped after the test."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()

