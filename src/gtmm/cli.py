@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
     t.add_argument("--read-heads", type=int, default=None, help="read heads R (default: 5)")
     t.add_argument("--word-size", type=int, default=None, help="memory word width (default: the latent size)")
+    t.add_argument("--replicas", type=_positive_int, default=1,
+                   help="train N independent replicas (seeds S..S+N-1) together, into OUT/replica-r")
+    t.add_argument("--replica-strategy", choices=["auto", "vmap", "loop"], default="auto",
+                   help="vmap: one vectorised step; loop: one after another; auto: vmap on GPU, loop on CPU")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--no-progress", action="store_true")
 
@@ -100,14 +104,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.command == "train":
-        from gtmm.train import TrainConfig, train
+        from gtmm.train import TrainConfig, train, train_replicas
 
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
                                        ("read_heads", args.read_heads), ("word_size", args.word_size)) if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
-        print(json.dumps(train(config, args.out, progress=not args.no_progress)))
+        if args.replicas == 1:
+            print(json.dumps(train(config, args.out, progress=not args.no_progress)))
+        else:
+            for summary in train_replicas(config, args.out, args.replicas, progress=not args.no_progress,
+                                          strategy=args.replica_strategy):
+                print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
 

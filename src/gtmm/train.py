@@ -14,7 +14,7 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import equinox as eqx
@@ -173,9 +173,11 @@ def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int)
     return path
 
 
-def load_checkpoint(run_dir: Path, like_model: GTMM, like_opt_state) -> tuple[int, GTMM, object] | None:
-    """The newest checkpoint that loads, or None when there is none; an error when none loads."""
-    paths = _checkpoint_paths(run_dir)
+def load_checkpoint(run_dir: Path, like_model: GTMM, like_opt_state,
+                    at_most: int | None = None) -> tuple[int, GTMM, object] | None:
+    """The newest checkpoint that loads (of step <= `at_most` if given), or None when there is
+    none; an error when none loads."""
+    paths = [(step, path) for step, path in _checkpoint_paths(run_dir) if at_most is None or step <= at_most]
     for step, path in reversed(paths):
         try:
             model, opt_state = eqx.tree_deserialise_leaves(path, (like_model, like_opt_state))
@@ -261,47 +263,131 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True
 
     Resumes from the newest checkpoint when `run_dir` holds a run with the same settings.
     """
+    return _train_runs(config, [Path(run_dir)], [config.seed], progress, task, "loop")[0]
+
+
+def replica_dirs(out: str | os.PathLike, replicas: int) -> list[Path]:
+    return [Path(out) / f"replica-{r}" for r in range(replicas)]
+
+
+def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, progress: bool = True,
+                   task: AbstractTask | None = None, strategy: str = "auto") -> list[dict]:
+    """Train `replicas` independent runs together in one process: replica r has seed
+    `config.seed + r` (its own initial parameters, keys and data stream) and is an ordinary run
+    directory `out/replica-r`, so every command that reads a run reads a replica.
+
+    `strategy`: "vmap" steps all replicas as one vectorised computation; "loop" steps them one
+    after another through one compiled step; "auto" picks vmap on accelerators and loop on CPU,
+    where XLA turns replica-batched convolutions into grouped convolutions about 4x slower than
+    running the replicas in turn (PERFORMANCE.md). Both give each replica the numbers it would
+    get trained alone.
+    """
+    check_positive("replicas", replicas)
+    if strategy not in ("auto", "vmap", "loop"):
+        raise GtmmError(f"unknown replica strategy {strategy!r}; choose auto, vmap or loop")
+    if strategy == "auto":
+        strategy = "loop" if jax.default_backend() == "cpu" else "vmap"
+    out = Path(out)
+    if out.exists() and any(p.name not in {d.name for d in replica_dirs(out, replicas)} for p in out.iterdir()):
+        raise GtmmError(f"{out} holds files other than replica-0..{replicas - 1}; choose another --out")
+    return _train_runs(config, replica_dirs(out, replicas), [config.seed + r for r in range(replicas)],
+                       progress, task, strategy)
+
+
+def _stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _unstack(tree, i: int):
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+@functools.cache
+def _make_replica_step(optimizer: optax.GradientTransformation):
+    step = make_train_step(optimizer)
+    return eqx.filter_jit(eqx.filter_vmap(step))
+
+
+def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], progress: bool,
+                task: AbstractTask | None, strategy: str) -> list[dict]:
     config.validate()
-    run_dir = Path(run_dir)
-    resuming = _check_run_dir(run_dir, config)
+    configs = [replace(config, seed=seed) for seed in seeds]
+    resuming = [_check_run_dir(d, c) for d, c in zip(run_dirs, configs)]  # before any data or model
     enable_compile_cache()
     task = task or make_task(config.task, l=config.l, k=config.k)
-    model_config = read_model_config(run_dir) if resuming else config.model_config(task)
-    model = build_model(config, model_config)
     optimizer = make_optimizer(config)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    _write_run_config(run_dir, config, model_config, task, count_parameters(model))
+    models, opt_states = [], []
+    for run_dir, cfg, resumed in zip(run_dirs, configs, resuming):
+        model_config = read_model_config(run_dir) if resumed else cfg.model_config(task)
+        model = build_model(cfg, model_config)
+        models.append(model)
+        opt_states.append(optimizer.init(eqx.filter(model, eqx.is_array)))
+        _write_run_config(run_dir, cfg, model_config, task, count_parameters(model))
 
-    start = 0
-    loaded = load_checkpoint(run_dir, model, opt_state)
-    if loaded is not None:
-        start, model, opt_state = loaded
-    train_step = make_train_step(optimizer)
-    metrics_path = run_dir / "metrics.jsonl"
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=f"{config.model} {config.task}",
-               unit="step", dynamic_ncols=True)
-    loss = float("nan")
+    # All runs restart from the newest step every one of them has a checkpoint for (a kill
+    # between two runs' saves leaves one ahead; it repeats those steps with the same numbers).
+    saved = [{step for step, _ in _checkpoint_paths(d)} for d in run_dirs]
+    common = set.intersection(*saved)
+    start = max(common) if common else 0
+    while start:
+        loaded = [load_checkpoint(d, models[i], opt_states[i], at_most=start) for i, d in enumerate(run_dirs)]
+        steps = [0 if got is None else got[0] for got in loaded]
+        if min(steps) == start:
+            models, opt_states = [got[1] for got in loaded], [got[2] for got in loaded]
+            break
+        start = min(steps)  # a run's checkpoint at `start` did not load: go back to an older common one
+
+    if strategy == "vmap":
+        params = _stack([eqx.filter(m, eqx.is_array) for m in models])
+        static = eqx.filter(models[0], eqx.is_array, inverse=True)
+        stacked_model, stacked_opt = eqx.combine(params, static), _stack(opt_states)
+        replica_step = _make_replica_step(optimizer)
+    else:
+        train_step = make_train_step(optimizer)
+
+    label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=label, unit="step", dynamic_ncols=True)
+    losses = [float("nan")] * len(run_dirs)
     t0 = time.time()
     for step in range(start, config.steps):
-        batch = task.batch("train", config.batch_size, config.seed, step)
-        model, opt_state, loss_arr, kl, loglik = train_step(
-            model, opt_state, jnp.asarray(batch.frames), jnp.asarray(batch.context), step_key(config.seed, step))
-        loss = float(loss_arr)
-        if not np.isfinite(loss):
-            raise GtmmError(f"loss became {loss} at step {step + 1}; the last good checkpoint is kept in {run_dir}")
-        kl = np.asarray(kl)
-        append_jsonl(metrics_path, {
-            "step": step + 1,
-            "negative_bound": loss,
-            "kl_per_step": [round(float(v), 5) for v in kl],
-            "last_step_kl": float(kl[-1]),
-            "log_likelihood": float(np.sum(np.asarray(loglik))),
-            "wall_s": round(time.time() - t0, 3),
-        })
-        bar.set_postfix(loss=f"{loss:.1f}", last_kl=f"{kl[-1]:.2f}")
+        batches = [task.batch("train", config.batch_size, c.seed, step) for c in configs]
+        keys = [step_key(c.seed, step) for c in configs]
+        if strategy == "vmap":
+            stacked_model, stacked_opt, loss_arr, kl, loglik = replica_step(
+                stacked_model, stacked_opt, jnp.asarray(np.stack([b.frames for b in batches])),
+                jnp.asarray(np.stack([b.context for b in batches])), jnp.stack(keys))
+            outputs = [(loss_arr[i], kl[i], loglik[i]) for i in range(len(run_dirs))]
+        else:
+            outputs = []
+            for i, (batch, key) in enumerate(zip(batches, keys)):
+                models[i], opt_states[i], loss_arr, kl, loglik = train_step(
+                    models[i], opt_states[i], jnp.asarray(batch.frames), jnp.asarray(batch.context), key)
+                outputs.append((loss_arr, kl, loglik))
+        for i, (run_dir, (loss_arr, kl, loglik)) in enumerate(zip(run_dirs, outputs)):
+            losses[i] = float(loss_arr)
+            if not np.isfinite(losses[i]):
+                raise GtmmError(f"loss became {losses[i]} at step {step + 1}; the last good checkpoint is kept in"
+                                f" {run_dir}")
+            kl = np.asarray(kl)
+            append_jsonl(run_dir / "metrics.jsonl", {
+                "step": step + 1,
+                "negative_bound": losses[i],
+                "kl_per_step": [round(float(v), 5) for v in kl],
+                "last_step_kl": float(kl[-1]),
+                "log_likelihood": float(np.sum(np.asarray(loglik))),
+                "wall_s": round(time.time() - t0, 3),
+            })
+        bar.set_postfix(loss=f"{np.mean(losses):.1f}", last_kl=f"{float(np.mean([o[1][-1] for o in outputs])):.2f}")
         bar.update(1)
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_checkpoint(run_dir, step + 1, model, opt_state, config.keep_checkpoints)
+            for i, run_dir in enumerate(run_dirs):
+                if strategy == "vmap":
+                    model_i = eqx.combine(_unstack(eqx.filter(stacked_model, eqx.is_array), i), static)
+                    opt_i = _unstack(stacked_opt, i)
+                else:
+                    model_i, opt_i = models[i], opt_states[i]
+                save_checkpoint(run_dir, step + 1, model_i, opt_i, config.keep_checkpoints)
     bar.close()
-    return {"run_dir": str(run_dir), "steps": config.steps, "resumed_from": start, "final_loss": loss,
-            "parameters": count_parameters(model)}
+    n_params = count_parameters(models[0])
+    return [{"run_dir": str(d), "steps": config.steps, "resumed_from": start, "final_loss": loss,
+             "parameters": n_params} for d, loss in zip(run_dirs, losses)]
