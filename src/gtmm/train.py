@@ -287,11 +287,10 @@ def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, p
         raise GtmmError(f"unknown replica strategy {strategy!r}; choose auto, vmap or loop")
     if strategy == "auto":
         strategy = "loop" if jax.default_backend() == "cpu" else "vmap"
-    out = Path(out)
-    if out.exists() and any(p.name not in {d.name for d in replica_dirs(out, replicas)} for p in out.iterdir()):
+    out, dirs = Path(out), replica_dirs(out, replicas)
+    if out.exists() and any(p not in dirs for p in out.iterdir()):
         raise GtmmError(f"{out} holds files other than replica-0..{replicas - 1}; choose another --out")
-    return _train_runs(config, replica_dirs(out, replicas), [config.seed + r for r in range(replicas)],
-                       progress, task, strategy)
+    return _train_runs(config, dirs, [config.seed + r for r in range(replicas)], progress, task, strategy)
 
 
 def _stack(trees):
