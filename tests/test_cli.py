@@ -68,6 +68,21 @@ def test_not_a_run_directory(tmp_path):
     assert_one_line_error(proc, "not a gtmm run directory")
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert_one_line_error(gtmm("report", str(tmp_path), "--out", str(tmp_path / "r")), "no gtmm run directory")
+    assert_one_line_error(gtmm("report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")), "not a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["perfect-recall", "--scale", "huge"], ["unknown scale", "huge"]),
+    (["perfect-recall-99"], ["unknown experiment"]),
+    (["perfect-recall", "--models", "vrnn,lstm"], ["unknown model", "lstm"]),
+    (["perfect-recall", "--replicas", "0"], ["positive"]),
+])
+def test_bad_reproduce_arguments(tmp_path, args, words):
+    out = tmp_path / "exp"
+    assert_one_line_error(gtmm("reproduce", *args, "--out", str(out)), *words)
+    assert not out.exists()
 
 
 def test_info_prints_parameter_counts():

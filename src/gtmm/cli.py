@@ -68,13 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--sequences", type=_positive_int, default=4)
 
-    pl = sub.add_parser("plot", help="KL per step of evaluated runs, models side by side")
+    pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4)")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", required=True, help="PNG file")
 
-    r = sub.add_parser("reproduce", help="run a paper experiment for every model: train, evaluate, plot")
+    rp = sub.add_parser("report", help="Markdown report with PNGs over run directories (evaluates them if needed)")
+    rp.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (searched below)")
+    rp.add_argument("--out", required=True, help="report directory (report.md and its PNGs)")
+    rp.add_argument("--title", default="")
+    rp.add_argument("--batches", type=_positive_int, default=10, help="held-out batches of 10 to evaluate on")
+
+    r = sub.add_parser("reproduce", help="run a paper experiment for every model: train replicas, evaluate, report")
     r.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)} (perfect-recall = perfect-recall-15)")
-    r.add_argument("--scale", default="smoke", help=f"one of {', '.join(SCALES)}")
+    r.add_argument("--scale", default="smoke",
+                   help=f"one of {', '.join(SCALES)}: " + "; ".join(
+                       f"{n} {v['steps']} steps, batch {v['batch_size']}, {v['replicas']} replicas"
+                       for n, v in SCALES.items()))
+    r.add_argument("--replicas", type=_positive_int, default=None, help="replicas per model (default: the scale's)")
+    r.add_argument("--models", default=",".join(MEMORIES), help="comma-separated subset of the models")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", required=True)
     r.add_argument("--no-progress", action="store_true")
@@ -127,13 +138,20 @@ def _run(args) -> int:
 
         print(sample_run(args.run_dir, args.sequences))
     elif args.command == "plot":
-        from gtmm.plots import plot_kl_per_step
+        from gtmm.plots import plot_three_metrics
 
-        print(plot_kl_per_step(args.run_dirs, args.out))
+        print(plot_three_metrics(args.run_dirs, args.out))
+    elif args.command == "report":
+        from gtmm.report import write_report
+
+        command = "gtmm report " + " ".join(args.run_dirs) + f" --out {args.out}"
+        print(f"report: {write_report(args.run_dirs, args.out, title=args.title, batches=args.batches, command=command)}")
     elif args.command == "reproduce":
         from gtmm.experiments import reproduce
 
-        summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress)
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress,
+                            replicas=args.replicas, models=models)
         print(f"report: {summary}")
     elif args.command == "info":
         import equinox as eqx

@@ -1,5 +1,6 @@
 """After training: KL at every step over a batch of held-out sequences (paper section 4, third
-metric), and reconstructions and continual generation (Fig. 19-28)."""
+metric), generation accuracy (gtmm.metrics), and reconstructions and continual generation
+(Fig. 19-28)."""
 
 from __future__ import annotations
 
@@ -28,18 +29,26 @@ def _generate(model, frames, context, n_observed, key):
     return jax.vmap(model.generate, in_axes=(0, 0, None, 0))(frames, context, n_observed, keys)
 
 
-def kl_per_step(model, task, batches: int = 10, batch_size: int = 10) -> dict:
-    """Per-step KL and log-likelihood averaged over `batches * batch_size` eval sequences."""
-    kls, lls = [], []
+def kl_per_step(model, task, batches: int = 10, batch_size: int = 10, generation: bool = True) -> dict:
+    """Per-step KL and log-likelihood averaged over `batches * batch_size` eval sequences, and
+    (with `generation`) the generation accuracy of continual generation on the same sequences."""
+    from gtmm.metrics import GenerationScorer, combine
+
+    scorer = GenerationScorer(task) if generation else None
+    kls, lls, accuracy = [], [], []
     for b in range(batches):
         batch = task.batch("eval", batch_size, EVAL_SEED, b)
-        terms = _terms(model, jnp.asarray(batch.frames), jnp.asarray(batch.context), jax.random.PRNGKey(b))
+        frames, context = jnp.asarray(batch.frames), jnp.asarray(batch.context)
+        terms = _terms(model, frames, context, jax.random.PRNGKey(b))
         kls.append(np.asarray(terms.kl))
         lls.append(np.asarray(terms.log_likelihood))
+        if scorer is not None:
+            _, gen = _generate(model, frames, context, task.recall_start, jax.random.PRNGKey(batches + b))
+            accuracy.append(scorer(batch, np.asarray(gen)))
     kl = np.concatenate(kls)  # [N, T]
     ll = np.concatenate(lls)
     r = task.recall_start
-    return {
+    result = {
         "sequences": int(kl.shape[0]),
         "kl_per_step": kl.mean(0).tolist(),
         "kl_per_step_stderr": (kl.std(0, ddof=1) / np.sqrt(kl.shape[0])).tolist(),
@@ -49,6 +58,10 @@ def kl_per_step(model, task, batches: int = 10, batch_size: int = 10) -> dict:
         "kl_recall": float(kl[:, r:].mean()),
         "last_step_kl": float(kl[:, -1].mean()),
     }
+    if scorer is not None:
+        acc = combine(accuracy)
+        result.update(generation_accuracy=acc.value if acc.scored else None, generation_scored=acc.scored, generation_chance=acc.chance)
+    return result
 
 
 def evaluate_run(run_dir: str | Path, batches: int = 10) -> dict:

@@ -1,16 +1,15 @@
-"""Named experiments of the paper at several scales, run end to end: train, evaluate, sample, plot."""
+"""Named experiments of the paper at several scales, run end to end: train replicas, evaluate, sample, report."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
-from gtmm.evaluate import evaluate_run, sample_run
 from gtmm.memories import MEMORIES
-from gtmm.plots import plot_kl_per_step
-from gtmm.train import TrainConfig, train
+from gtmm.report import ensure_evaluated, write_report
+from gtmm.tasks.base import check_positive
+from gtmm.train import TrainConfig, replica_dirs, train_replicas
 
 # One entry per figure of the paper that this version can run.
 EXPERIMENTS = {
@@ -28,45 +27,47 @@ EXPERIMENTS = {
 }
 ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recall-15"}
 MODELS = tuple(MEMORIES)
-# Training steps per model. smoke: minutes, to try things out; cpu: what a 2-core machine does in
-# about an hour per model; paper: the long runs of the paper (for a GPU).
-SCALES = {"smoke": {"steps": 20, "checkpoint_every": 10}, "cpu": {"steps": 1500, "checkpoint_every": 100},
-          "paper": {"steps": 100_000, "checkpoint_every": 1000}}
+# Per scale: training steps and batch per run, replicas per model, held-out batches (of 10) each
+# run is evaluated on. smoke: minutes, to try things out (the README's main job; its batch is
+# halved to fit 5 models x 3 replicas in minutes on 2 cores); cpu: what a 2-core machine does in
+# about an hour per model; paper: the paper's batch and long runs (for a GPU; the paper ran 20
+# replicas).
+SCALES = {
+    "smoke": {"steps": 10, "batch_size": 5, "checkpoint_every": 10, "replicas": 3, "eval_batches": 2},
+    "cpu": {"steps": 1500, "batch_size": 10, "checkpoint_every": 100, "replicas": 3, "eval_batches": 10},
+    "paper": {"steps": 100_000, "batch_size": 10, "checkpoint_every": 1000, "replicas": 20, "eval_batches": 10},
+}
 
 
-def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progress: bool = True) -> Path:
-    """Run `experiment` for every model at `scale` into `out`; returns the path of its summary."""
+def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progress: bool = True,
+              replicas: int | None = None, models: tuple[str, ...] = MODELS) -> Path:
+    """Run `experiment` for every model at `scale` into `out` (`out/MODEL/replica-r`, seeds
+    `seed + r`), evaluate and sample every replica, and write `out/report.md`; returns its path."""
     name = ALIASES.get(experiment, experiment)
     if name not in EXPERIMENTS:
         raise GtmmError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
     if scale not in SCALES:
         raise GtmmError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    unknown = [m for m in models if m not in MEMORIES]
+    if unknown or not models:
+        raise GtmmError(f"unknown model(s) {unknown}; choose from: {', '.join(MEMORIES)}")
+    settings = SCALES[scale]
+    replicas = check_positive("replicas", settings["replicas"] if replicas is None else replicas)
     spec = EXPERIMENTS[name]
     out = Path(out)
-    configs = {m: TrainConfig(model=m, task=spec["task"], l=spec["l"], k=spec["k"], seed=seed, **SCALES[scale])
-               for m in MODELS}
+    configs = {m: TrainConfig(model=m, task=spec["task"], l=spec["l"], k=spec["k"], seed=seed,
+                              steps=settings["steps"], batch_size=settings["batch_size"],
+                              checkpoint_every=settings["checkpoint_every"]) for m in models}
     for c in configs.values():
         c.validate()
-    rows, runs = [], []
+    t0 = time.time()
     for model, config in configs.items():
-        t0 = time.time()
-        run = out / model
-        train(config, run, progress=progress)
-        ev = evaluate_run(run)
-        sample_run(run)
-        runs.append(run)
-        rows.append((model, ev, time.time() - t0))
-    plot = plot_kl_per_step(runs, out / "kl_per_step.png")
-    lines = [f"# {name} ({spec['figure']}), scale {scale}", "",
-             f"Task {spec['task']} l={spec['l']} k={spec['k']}, {SCALES[scale]['steps']} training steps per model,"
-             f" seed {seed}. KL in nats, averaged over {rows[0][1]['sequences']} held-out sequences.", "",
-             "| model | negative bound | KL before recall | KL in recall | last-step KL | wall s |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for model, ev, wall in rows:
-        lines.append(f"| {model} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.2f} | {ev['kl_recall']:.2f}"
-                     f" | {ev['last_step_kl']:.2f} | {wall:.0f} |")
-    lines += ["", f"![KL per step]({plot.name})", ""]
-    lines += [f"![{m} samples]({m}/samples.png)" for m in configs]
-    summary = out / "summary.md"
-    write_bytes_atomic(summary, ("\n".join(lines) + "\n").encode())
-    return summary
+        train_replicas(config, out / model, replicas, progress=progress)
+    runs = [d for m in models for d in replica_dirs(out / m, replicas)]
+    for run in runs:
+        ensure_evaluated(run, settings["eval_batches"])
+    title = (f"{name} ({spec['figure']}), scale {scale}: {settings['steps']} steps of batch"
+             f" {settings['batch_size']}, {replicas} replicas per model (seeds {seed}-{seed + replicas - 1})")
+    command = (f"gtmm reproduce {experiment} --scale {scale} --replicas {replicas} --seed {seed} --out {out}"
+               f"  # {time.time() - t0:.0f} s")
+    return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command)

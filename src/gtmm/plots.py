@@ -1,4 +1,4 @@
-"""Figures: KL per step with models side by side (left panel of Fig. 4) and sample grids."""
+"""Figures: the paper's three metrics with models side by side (Fig. 4), sample grids, task examples."""
 
 from __future__ import annotations
 
@@ -35,31 +35,88 @@ def _evaluation(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
+    """Evaluated runs grouped by model, in the paper's model order."""
+    groups: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
+    for d in run_dirs:
+        groups[_evaluation(Path(d))["model"]].append((Path(d), _evaluation(Path(d))))
+    order = list(MODEL_COLOURS)
+    return dict(sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+def _band(ax, x: np.ndarray, runs: np.ndarray, model: str, label: str) -> None:
+    """Mean over runs (rows) with a band of one standard error when there are several."""
+    mean = runs.mean(0)
+    ax.plot(x, mean, label=label, color=MODEL_COLOURS.get(model), lw=1.3)
+    if runs.shape[0] > 1:
+        se = runs.std(0, ddof=1) / np.sqrt(runs.shape[0])
+        ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=MODEL_COLOURS.get(model), lw=0)
+
+
+def _label(model: str, n: int) -> str:
+    return f"{model} (n={n})" if n > 1 else model
+
+
+def _draw_kl_per_step(ax, groups: dict[str, list[tuple[Path, dict]]]) -> None:
+    recall = None
+    for model, runs in groups.items():
+        kl = np.array([ev["kl_per_step"] for _, ev in runs])
+        _band(ax, np.arange(1, kl.shape[1] + 1), kl, model, _label(model, len(runs)))
+        recall = runs[0][1]["recall_start"]
+    if recall is not None:
+        ax.axvline(recall + 0.5, color="k", ls=":", lw=1, label="recall starts")
+    ax.set(xlabel="time step", ylabel="KL (nats)", title="KL per step after training")
+    ax.grid(alpha=0.3)
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what there is)."""
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    n = np.minimum(np.arange(1, len(values) + 1), window)
+    return (c[1:] - c[np.arange(1, len(values) + 1) - n]) / n
+
+
+def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: str, title: str) -> None:
+    from gtmm.train import read_metrics
+
+    for model, runs in groups.items():
+        curves = [np.array([m[key] for m in read_metrics(d)], float) for d, _ in runs]
+        length = min(len(c) for c in curves)
+        if length == 0:
+            continue
+        window = max(1, length // 50)
+        smoothed = np.array([_smooth(c[:length], window) for c in curves])
+        _band(ax, np.arange(1, length + 1), smoothed, model, _label(model, len(runs)))
+    ax.set(xlabel="training step", ylabel="nats", title=title)
+    ax.grid(alpha=0.3)
+
+
 def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path) -> Path:
     """KL at every step after training, one line per model; runs of the same model (seeds,
     replicas) give the mean and its standard error across runs (paper section 4.1)."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for d in run_dirs:
-        ev = _evaluation(Path(d))
-        groups[ev["model"]].append(ev)
+    groups = _by_model(run_dirs)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    recall = None
-    for model, evs in groups.items():
-        kl = np.array([e["kl_per_step"] for e in evs])
-        mean = kl.mean(0)
-        steps = np.arange(1, kl.shape[1] + 1)
-        label = f"{model} (n={len(evs)})" if len(evs) > 1 else model
-        ax.plot(steps, mean, marker="o", ms=3, label=label, color=MODEL_COLOURS.get(model))
-        if len(evs) > 1:
-            se = kl.std(0, ddof=1) / np.sqrt(len(evs))
-            ax.fill_between(steps, mean - se, mean + se, alpha=0.25, color=MODEL_COLOURS.get(model))
-        recall = evs[0]["recall_start"]
-    if recall is not None:
-        ax.axvline(recall + 0.5, color="k", ls=":", lw=1, label="recall starts")
-    ev0 = next(iter(groups.values()))[0]
-    ax.set(xlabel="time step", ylabel="KL (nats)", title=f"{ev0['task']} l={ev0['l']} k={ev0['k']}: KL per step")
+    _draw_kl_per_step(ax, groups)
+    ev0 = next(iter(groups.values()))[0][1]
+    ax.set_title(f"{ev0['task']} l={ev0['l']} k={ev0['k']}: KL per step")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    return _save(fig, Path(out))
+
+
+def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str = "") -> Path:
+    """The paper's three metrics side by side (Fig. 4, 6, 8, 10, 12, 14): KL at every step after
+    training, last-step KL over training and the negative bound over training, each the mean and
+    standard error over the runs of a model; training curves are smoothed by a trailing mean over
+    a fiftieth of the run."""
+    groups = _by_model(run_dirs)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    _draw_kl_per_step(axes[0], groups)
+    _draw_training_curve(axes[1], groups, "last_step_kl", "last-step KL over training")
+    _draw_training_curve(axes[2], groups, "negative_bound", "negative lower bound over training")
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _save(fig, Path(out))
 
 

@@ -1,0 +1,141 @@
+"""A self-contained report over run directories: Markdown beside its PNGs (paper section 4, SPEC 5).
+
+For every experiment (task, l, k) among the runs: a table of models by metrics, each the mean and
+standard error over that model's runs (replicas or seeds), the three-panel figure of the paper's
+metrics, and one sample grid per model (observed, reconstructed, generated).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+import gtmm
+from gtmm._io import write_bytes_atomic
+from gtmm.errors import GtmmError
+
+REPORT_NAME = "report.md"
+_MARK = "<!-- written by gtmm report -->"
+_MODEL_ORDER = ("vrnn", "introspective", "ntm", "lru", "dnc")
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Every run directory (one holding config.json) at or below each of `paths`."""
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise GtmmError(f"{p} is not a directory; give run directories or folders that hold them")
+        found = [p] if (p / "config.json").exists() else sorted(c.parent for c in p.rglob("config.json"))
+        if not found:
+            raise GtmmError(f"no gtmm run directory (with config.json) at or below {p}")
+        runs += [r for r in found if r not in runs]
+    return runs
+
+
+def _newest_checkpoint_step(run: Path) -> int | None:
+    from gtmm.train import _checkpoint_paths
+
+    paths = _checkpoint_paths(run)
+    return max(step for step, _ in paths) if paths else None
+
+
+def ensure_evaluated(run: Path, batches: int = 10) -> dict:
+    """The run's evaluation.json, (re)computed when missing, stale, or older than this metric set;
+    and its samples.png."""
+    from gtmm.evaluate import evaluate_run, sample_run
+
+    step = _newest_checkpoint_step(run)
+    if step is None:
+        raise GtmmError(f"{run} holds no checkpoint yet; train it first or leave it out of the report")
+    path = run / "evaluation.json"
+    ev = json.loads(path.read_text()) if path.exists() else None
+    if ev is None or ev.get("step") != step or "generation_accuracy" not in ev:
+        ev = evaluate_run(run, batches)
+    if not (run / "samples.png").exists() or (run / "samples.png").stat().st_mtime < path.stat().st_mtime:
+        sample_run(run)
+    return ev
+
+
+def _mean_se(values: list[float | None]) -> str:
+    v = np.array([x for x in values if x is not None], float)
+    if v.size == 0:
+        return "n/a"
+    if v.size == 1:
+        return f"{v[0]:.2f}"
+    return f"{v.mean():.2f} ± {v.std(ddof=1) / np.sqrt(v.size):.2f}"
+
+
+def _check_out(out: Path, runs: list[Path]) -> None:
+    if out.exists() and not out.is_dir():
+        raise GtmmError(f"{out} exists and is not a directory; choose another --out")
+    if any(r == out or r in out.parents for r in runs):
+        raise GtmmError(f"the report directory {out} is inside a run directory; choose another --out")
+    report = out / REPORT_NAME
+    if report.exists() and _MARK not in report.read_text(errors="replace"):
+        raise GtmmError(f"{report} exists and was not written by gtmm report; choose another --out")
+
+
+def write_report(paths: list[str | Path], out: str | Path, title: str = "", batches: int = 10,
+                 command: str = "") -> Path:
+    """Write `out/report.md` and its PNGs for the runs at or below `paths`; returns the report's path.
+
+    Runs are evaluated (and sampled) first where they have not been since their newest checkpoint.
+    """
+    from gtmm.plots import plot_three_metrics
+
+    runs = find_runs(paths)
+    out = Path(out)
+    _check_out(out, runs)
+    evals = {run: ensure_evaluated(run, batches) for run in runs}
+    experiments: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for run, ev in evals.items():
+        experiments[(ev["task"], ev["l"], ev["k"])][ev["model"]].append(run)
+    out.mkdir(parents=True, exist_ok=True)
+
+    lines = [_MARK, f"# {title or 'gtmm report'}", "",
+             f"gtmm {gtmm.__version__}; {len(runs)} runs. Every number is the mean ± standard error over a"
+             " model's runs (replicas or seeds), each run evaluated on the same held-out sequences;"
+             " KL and bounds in nats per sequence step or per sequence as labelled.", ""]
+    if command:
+        lines += ["Produced by:", "", f"```\n{command}\n```", ""]
+    for (task, l, k), models in sorted(experiments.items()):
+        order = sorted(models, key=lambda m: _MODEL_ORDER.index(m) if m in _MODEL_ORDER else len(_MODEL_ORDER))
+        name = f"{task}-l{l}-k{k}"
+        first = evals[models[order[0]][0]]
+        with_gen = first.get("generation_accuracy") is not None or any(
+            evals[r].get("generation_scored") for m in order for r in models[m])
+        lines += [f"## {task}, l = {l}, k = {k}", "",
+                  f"Evaluated on {first['sequences']} held-out sequences per run; recall starts at step"
+                  f" {first['recall_start'] + 1}.", "",
+                  "| model | runs | steps | negative bound | KL before recall | KL in recall | last-step KL |"
+                  + (" generation accuracy | chance |" if with_gen else ""),
+                  "| --- " * (9 if with_gen else 7) + "|"]
+        for m in order:
+            ev = [evals[r] for r in models[m]]
+            steps = sorted({e["step"] for e in ev})
+            row = (f"| {m} | {len(ev)} | {', '.join(map(str, steps))} | {_mean_se([e['negative_bound'] for e in ev])}"
+                   f" | {_mean_se([e['kl_before_recall'] for e in ev])} | {_mean_se([e['kl_recall'] for e in ev])}"
+                   f" | {_mean_se([e['last_step_kl'] for e in ev])} |")
+            if with_gen:
+                row += (f" {_mean_se([e.get('generation_accuracy') for e in ev])} |"
+                        f" {_mean_se([e.get('generation_chance') for e in ev])} |")
+            lines.append(row)
+        figure = plot_three_metrics([r for m in order for r in models[m]], out / f"{name}-metrics.png",
+                                    title=f"{task}, l={l}, k={k}")
+        lines += ["", f"![the three metrics]({figure.name})", "",
+                  "Left: KL at every step after training. Middle: last-step KL over training."
+                  " Right: negative lower bound over training. Bands: one standard error over runs.", "",
+                  "Samples of one run per model: rows of input, reconstruction, and generation (red"
+                  " frames come from the prior after observing the frames before the recall).", ""]
+        for m in order:
+            grid = out / f"{name}-{m}-samples.png"
+            write_bytes_atomic(grid, (models[m][0] / "samples.png").read_bytes())
+            lines += [f"![{m} samples]({grid.name})", ""]
+    lines += ["## Runs", ""] + [f"- `{r}`" for r in runs] + [""]
+    report = out / REPORT_NAME
+    write_bytes_atomic(report, "\n".join(lines).encode())
+    return report
+
