@@ -43,8 +43,8 @@ def _newest_checkpoint_step(run: Path) -> int | None:
 
 
 def ensure_evaluated(run: Path, batches: int = 10) -> dict:
-    """The run's evaluation.json, (re)computed when missing, stale, or older than this metric set;
-    and its samples.png."""
+    """The run's evaluation.json, (re)computed when missing, older than the newest checkpoint, or
+    older than this metric set; and its samples.png."""
     from gtmm.evaluate import evaluate_run, sample_run
 
     step = _newest_checkpoint_step(run)
@@ -53,8 +53,8 @@ def ensure_evaluated(run: Path, batches: int = 10) -> dict:
     path = run / "evaluation.json"
     ev = json.loads(path.read_text()) if path.exists() else None
     if ev is None or ev.get("step") != step or "generation_accuracy" not in ev:
-        ev = evaluate_run(run, batches)
-    if not (run / "samples.png").exists() or (run / "samples.png").stat().st_mtime < path.stat().st_mtime:
+        ev = evaluate_run(run, batches)  # writes samples.png too
+    if not (run / "samples.png").exists():
         sample_run(run)
     return ev
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 from gtmm.data.common import ImageDataset
 from gtmm.errors import GtmmError
 from gtmm.tasks.base import AbstractTask, Batch
@@ -19,6 +22,15 @@ TASK_DATASET = {PerfectRecall.name: "mnist", ParityRecall.name: "mnist", OneShot
 
 
 def load_dataset(name: str) -> ImageDataset:
+    """The dataset `name` from the data directory, loaded once per process and directory: a report
+    over many runs would otherwise re-read (and, offline, re-probe the network for) it per run."""
+    from gtmm.data import data_dir
+
+    return _load_dataset(name, str(data_dir()), os.environ.get("GTMM_OFFLINE", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_dataset(name: str, directory: str, offline: str) -> ImageDataset:
     if name == "mnist":
         from gtmm.data.mnist import load_mnist
 
