@@ -17,7 +17,7 @@ from gtmm._io import write_bytes_atomic  # noqa: E402
 from gtmm.errors import GtmmError  # noqa: E402
 
 MODEL_COLOURS = {"vrnn": "tab:gray", "introspective": "tab:red", "ntm": "tab:blue", "lru": "tab:green",
-                 "dnc": "tab:purple"}
+                 "dnc": "tab:purple", "associative": "tab:orange"}
 
 
 def _save(fig, path: Path) -> Path:

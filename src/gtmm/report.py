@@ -16,10 +16,10 @@ import numpy as np
 import gtmm
 from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
+from gtmm.memories import MEMORIES
 
 REPORT_NAME = "report.md"
 _MARK = "<!-- written by gtmm report -->"
-_MODEL_ORDER = ("vrnn", "introspective", "ntm", "lru", "dnc")
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -102,7 +102,8 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     if command:
         lines += ["Produced by:", "", f"```\n{command}\n```", ""]
     for (task, l, k), models in sorted(experiments.items()):
-        order = sorted(models, key=lambda m: _MODEL_ORDER.index(m) if m in _MODEL_ORDER else len(_MODEL_ORDER))
+        known = list(MEMORIES)
+        order = sorted(models, key=lambda m: known.index(m) if m in known else len(known))
         name = f"{task}-l{l}-k{k}"
         first = evals[models[order[0]][0]]
         with_gen = first.get("generation_accuracy") is not None or any(
