@@ -12,9 +12,9 @@ from gtmm.memories.associative import AssociativeMemory, masked_content_weights,
 L, Z, H, R = 5, 4, 8, 2
 
 
-def _memory():
+def _memory(top_k=None):
     mem = AssociativeMemory(latent_size=Z, task_context_size=0, hidden_size=H, slots=L, read_heads=R,
-                            attention_hidden=6, key=jax.random.PRNGKey(0))
+                            attention_hidden=6, top_k=top_k, key=jax.random.PRNGKey(0))
     # P = identity, so keys are compared with the latents themselves
     return eqx.tree_at(lambda m: m.projection.weight, mem, jnp.eye(Z))
 
@@ -90,3 +90,44 @@ def test_mixture_of_modes_is_a_weighting_over_filled_slots():
         if stored:
             assert np.all(w.sum(-1) <= 1 + 1e-5) and np.all(w.sum(-1) > 0.3)
         state = new
+
+
+# ------------------------------------------------------------------ sparse top-k content reads
+
+def test_sparse_softmax_keeps_the_k_largest_and_sums_to_one():
+    from gtmm.memories.addressing import sparse_softmax
+
+    logits = jnp.array([[0.1, 3.0, -1.0, 2.0, 0.5]])
+    w = np.asarray(sparse_softmax(logits, 2))
+    assert np.count_nonzero(w) == 2 and w[0, 1] > w[0, 3] > 0
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
+    g = np.asarray(jax.grad(lambda x: jnp.sum(sparse_softmax(x, 2) * jnp.arange(5.0)))(logits))
+    assert np.all(g[0, [0, 2, 4]] == 0) and np.all(np.isfinite(g))  # gradients only through the selected
+
+
+def test_top_k_applies_to_every_content_memory_and_is_refused_elsewhere():
+    from gtmm.errors import GtmmError
+    from gtmm.model import ModelConfig, init_model
+    import pytest
+
+    for name in ("ntm", "lru", "dnc", "associative"):
+        cfg = ModelConfig(name, 6, hidden_size=8, map_hidden=8, top_k=2).resolved()
+        model = init_model(cfg, 0)
+        assert model.memory.top_k == 2
+        state = model.memory.initial_state()
+        x = ControllerInput(jnp.ones(32), jnp.ones(64), jnp.zeros(0))
+        for _ in range(4):
+            psi, state = model.memory(x, state)
+        assert np.all(np.isfinite(np.asarray(psi)))
+        weights = state.weights if name == "associative" else getattr(state, "read_weights", None)
+        if name == "lru":  # pure content reads: at most k slots per head
+            assert np.all(np.count_nonzero(np.asarray(weights), axis=-1) <= 2)
+    for name in ("vrnn", "introspective"):
+        with pytest.raises(GtmmError, match="does not read by content"):
+            ModelConfig(name, 6, top_k=2).resolved()
+
+
+def test_associative_content_mode_with_top_1_reads_one_slot():
+    mem = _force(_memory(top_k=1), mode=1, key=LATENTS[2], strength=0.5)
+    psis, _ = _run(mem, [jnp.zeros(Z)] + [LATENTS[i] for i in range(4)])
+    np.testing.assert_allclose(np.asarray(psis[-1][:Z]), np.asarray(LATENTS[2]), atol=1e-5)  # low strength, still exact

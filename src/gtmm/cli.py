@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
     t.add_argument("--read-heads", type=int, default=None, help="read heads R (default: 5)")
     t.add_argument("--word-size", type=int, default=None, help="memory word width (default: the latent size)")
+    t.add_argument("--top-k", type=int, default=None,
+                   help="sparse content reads: only the k most similar slots get weight (ntm, lru, dnc, associative)")
     t.add_argument("--replicas", type=_positive_int, default=1,
                    help="train N independent replicas (seeds S..S+N-1) together, into OUT/replica-r")
     t.add_argument("--replica-strategy", choices=["auto", "vmap", "loop"], default="auto",
@@ -118,7 +120,8 @@ def _run(args) -> int:
         from gtmm.train import TrainConfig, train, train_replicas
 
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
-                                       ("read_heads", args.read_heads), ("word_size", args.word_size)) if v is not None}
+                                       ("read_heads", args.read_heads), ("word_size", args.word_size),
+                                       ("top_k", args.top_k)) if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()

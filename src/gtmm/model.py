@@ -43,13 +43,14 @@ class ModelConfig:
     map_hidden: int = 256  # width of the prior and posterior maps' hidden layer
     frame_channels: int = 1
     task_context_size: int = 0
+    top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
 
     def resolved(self) -> "ModelConfig":
         check_model(self.model)
         for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
             if getattr(self, name) < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_size", "slots", "word_size"):
+        for name in ("hidden_size", "slots", "word_size", "top_k"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
@@ -58,6 +59,9 @@ class ModelConfig:
         word_size = self.word_size or memory.default_word_size(self.latent_size)
         memory.check_settings(slots=slots, read_heads=self.read_heads, word_size=word_size,
                               latent_size=self.latent_size)
+        if self.top_k is not None and not memory.content_addressed:
+            raise GtmmError(f"{self.model} does not read by content, so top k does not apply to it; leave it out"
+                            f" or use one of: {', '.join(m for m, c in MEMORIES.items() if c.content_addressed)}")
         return ModelConfig(**{
             **asdict(self),
             "hidden_size": self.hidden_size or DEFAULT_HIDDEN[self.model],
@@ -100,7 +104,7 @@ class GTMM(eqx.Module):
         self.memory = MEMORIES[cfg.model](
             latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
-            key=k[1],
+            **({"top_k": cfg.top_k} if cfg.top_k is not None else {}), key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from gtmm.errors import GtmmError
-from gtmm.memories.addressing import cosine_similarity
+from gtmm.memories.addressing import cosine_similarity, sparse_softmax
 from gtmm.memories.base import AbstractMemory, ControllerInput
 from gtmm.memories.introspective import filled_slots, fifo_write, normalised_attention
 
@@ -43,11 +43,15 @@ class AssociativeState(NamedTuple):
 
 
 def masked_content_weights(keys: Float[Array, "heads key"], stored: Float[Array, "slots key"],
-                           strengths: Float[Array, " heads"], mask: Bool[Array, " slots"]) -> Float[Array, "heads slots"]:
+                           strengths: Float[Array, " heads"], mask: Bool[Array, " slots"],
+                           top_k: int | None = None) -> Float[Array, "heads slots"]:
     """softmax over filled slots of beta * cos(k, P z_i); empty slots get exactly 0, and with no
-    filled slot every weight is 0 (beta already positive)."""
+    filled slot every weight is 0 (beta already positive). With `top_k`, only the k most similar
+    filled slots of each head get weight."""
     logits = jnp.where(mask, strengths[:, None] * cosine_similarity(stored, keys), -jnp.inf)
     safe = jnp.where(jnp.any(mask), logits, 0.0)  # all -inf would give NaN in the softmax
+    if top_k is not None and top_k < stored.shape[0]:
+        return jnp.where(mask, sparse_softmax(safe, top_k), 0.0)
     return jnp.where(mask, jax.nn.softmax(safe, axis=-1), 0.0)
 
 
@@ -86,9 +90,13 @@ class AssociativeMemory(AbstractMemory):
     latent_size: int = eqx.field(static=True)
     key_size: int = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
+    top_k: int | None = eqx.field(static=True)
+    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
-                 read_heads: int = 5, attention_hidden: int = 128, key: PRNGKeyArray, **_: int):
+                 read_heads: int = 5, attention_hidden: int = 128, top_k: int | None = None, key: PRNGKeyArray,
+                 **_: int):
+        self.top_k = top_k
         k = jax.random.split(key, 6)
         self.key_size = latent_size
         self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size, hidden_size, key=k[0])
@@ -119,7 +127,7 @@ class AssociativeMemory(AbstractMemory):
         position = normalised_attention(self.attention(h).reshape(self.read_heads, self.slots), mask)
         out = self.keys(h).reshape(self.read_heads, self.key_size + 1)
         stored = jax.vmap(self.projection)(store)
-        content = masked_content_weights(out[:, :-1], stored, jax.nn.softplus(out[:, -1]), mask)
+        content = masked_content_weights(out[:, :-1], stored, jax.nn.softplus(out[:, -1]), mask, self.top_k)
         following = successor_weights(previous, mask)
         return jnp.stack([position, content, following])
 
