@@ -59,8 +59,7 @@ def kl_per_step(model, task, batches: int = 10, batch_size: int = 10, generation
         "last_step_kl": float(kl[:, -1].mean()),
     }
     if scorer is not None:
-        acc = combine(accuracy)
-        result.update(generation_accuracy=acc.value if acc.scored else None, generation_scored=acc.scored, generation_chance=acc.chance)
+        result.update(combine(accuracy).summary())
     return result
 
 
