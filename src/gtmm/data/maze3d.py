@@ -140,9 +140,7 @@ def random_world(seed: int | tuple[int, ...], size: int = FRAME_SIZE) -> World:
 
     A pure function of `seed` (NumPy's generator; labmaze is seeded from it).
     """
-    import labmaze
-    from dm_control.locomotion.arenas import covering
-    from labmaze import assets as labmaze_assets
+    labmaze, labmaze_assets, covering = _world_packages()
 
     rng = np.random.default_rng(seed)
     side = int(rng.choice([9, 11, 13]))
@@ -268,6 +266,32 @@ def random_world(seed: int | tuple[int, ...], size: int = FRAME_SIZE) -> World:
     return World(xml, assets, eye, angles, acceleration, description)
 
 
+def _world_packages():
+    """labmaze, its assets, and dm-control's wall covering. Importing dm-control opens its own
+    OpenGL display (MUJOCO_GL), so a missing EGL/OSMesa shows here too: one line on what to install."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        import labmaze
+        from labmaze import assets as labmaze_assets
+    except ImportError as e:
+        raise GtmmError(f"the 3D mazes need the 3d extra ({e}); pip install -e '.[3d]'") from None
+    try:
+        from dm_control.locomotion.arenas import covering
+    except ImportError as e:
+        if "dm_control" in str(e) or "No module" in str(e):
+            raise GtmmError(f"the 3D mazes need the 3d extra ({e}); pip install -e '.[3d]'") from None
+        raise _no_gl_error(e) from None
+    except Exception as e:  # PyOpenGL without a library fails with AttributeError and the like
+        raise _no_gl_error(e) from None
+    return labmaze, labmaze_assets, covering
+
+
+def _no_gl_error(e: BaseException) -> GtmmError:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return GtmmError(f"cannot open an offscreen OpenGL context with MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
+                     f" ({reason}); {_INSTALL_HINT}")
+
+
 def _saturated_colour(rng: np.random.Generator) -> np.ndarray:
     import colorsys
 
@@ -289,8 +313,10 @@ class MazeRenderer:
         backend = os.environ["MUJOCO_GL"]
         try:
             import mujoco
-        except ImportError as e:
+        except ModuleNotFoundError as e:
             raise GtmmError(f"the 3D renderer needs the 3d extra ({e}); pip install -e '.[3d]'") from None
+        except Exception as e:  # mujoco opens MUJOCO_GL's library on import (osmesa: PyOpenGL fails)
+            raise _no_gl_error(e) from None
         self._mujoco = mujoco
         try:
             from mujoco.rendering.classic.gl_context import GLContext
@@ -300,9 +326,7 @@ class MazeRenderer:
             self._context = GLContext(size * _SUPERSAMPLE, size * _SUPERSAMPLE)
             self._context.make_current()
         except Exception as e:  # ImportError, OSError, RuntimeError, PyOpenGL's errors: all mean the same
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise GtmmError(f"cannot open an offscreen OpenGL context with MUJOCO_GL={backend} ({reason});"
-                            f" {_INSTALL_HINT}") from None
+            raise _no_gl_error(e) from None
 
     def render(self, world: World) -> np.ndarray:
         """The frames of `world`'s episode: uint8 `[time, 3, size, size]`."""
@@ -352,5 +376,6 @@ def shared_renderer(size: int = FRAME_SIZE) -> MazeRenderer:
 
 def render_episode(seed: int | tuple[int, ...], size: int = FRAME_SIZE) -> tuple[np.ndarray, World]:
     """Frames uint8 `[EPISODE_LENGTH, 3, size, size]` of episode `seed`, and its world."""
+    renderer = shared_renderer(size)  # first: a missing OpenGL stack is reported by the renderer
     world = random_world(seed, size)
-    return shared_renderer(size).render(world), world
+    return renderer.render(world), world
