@@ -66,9 +66,7 @@ def _evaluate(model, task, batches: int, batch_size: int, generation: bool) -> t
         "last_step_kl": float(kl[:, -1].mean()),
     }
     if scorer is not None:
-        acc = combine(accuracy)
-        result.update(generation_accuracy=acc.value if acc.scored else None, generation_scored=acc.scored,
-                      generation_chance=acc.chance)
+        result.update(combine(accuracy).summary())
     return result, first
 
 

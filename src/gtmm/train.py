@@ -84,7 +84,9 @@ class TrainConfig:
         """The model for this run; `task` gives the size of its context c_t (the maze's actions)."""
         ctx = task.context_size if task is not None else 0
         length = task.length if task is not None else self.sequence_length
-        return ModelConfig(self.model, length, task_context_size=ctx, **self.model_overrides).resolved()
+        task_defaults = getattr(task if task is not None else TASKS.get(self.task), "model_defaults", {})
+        return ModelConfig(self.model, length, task_context_size=ctx,
+                           **{**task_defaults, **self.model_overrides}).resolved()
 
 
 # Settings a resumed run must share with the run on disk (steps may grow).

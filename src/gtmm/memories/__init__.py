@@ -28,6 +28,10 @@ MEMORIES: dict[str, type[AbstractMemory]] = {
 # posterior and observation maps, whose input layers grow with |Psi|; their memory
 # parameters do not depend on the number of slots.
 DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316, "ntm": 93, "lru": 92, "dnc": 93, "associative": 300}
+# The same for the 3D networks of appendix B.2 (latent 256, 768 image features, T = 30), near
+# Table 1's 5.91-5.99 M; `gtmm info --task rotation-3d` prints the counts.
+DEFAULT_HIDDEN_3D = {"vrnn": 320, "introspective": 150, "ntm": 51, "lru": 49, "dnc": 51, "associative": 123}
+DEFAULT_HIDDEN_BY_NETWORK = {"inception": DEFAULT_HIDDEN, "two-pathway": DEFAULT_HIDDEN_3D}
 
 
 def check_model(name: str) -> None:
@@ -35,4 +39,4 @@ def check_model(name: str) -> None:
         raise GtmmError(f"unknown model {name!r}; choose one of: {', '.join(MEMORIES)}")
 
 
-__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "DEFAULT_HIDDEN", "check_model"]
+__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK", "check_model"]

@@ -12,13 +12,15 @@ from gtmm.tasks.dynamic_dependency import DynamicDependency
 from gtmm.tasks.mnist_maze import MnistMaze
 from gtmm.tasks.parity_recall import ParityRecall
 from gtmm.tasks.perfect_recall import OneShotRecall, PerfectRecall
+from gtmm.tasks.rotation_3d import Rotation3D
 from gtmm.tasks.similarity_cued_recall import SimilarityCuedRecall
 
 TASKS: dict[str, type[AbstractTask]] = {cls.name: cls for cls in (
-    PerfectRecall, ParityRecall, OneShotRecall, DynamicDependency, SimilarityCuedRecall, MnistMaze)}
+    PerfectRecall, ParityRecall, OneShotRecall, DynamicDependency, SimilarityCuedRecall, MnistMaze, Rotation3D)}
 # Datasets each task draws from; loaders are called lazily so unused data is never read.
 TASK_DATASET = {PerfectRecall.name: "mnist", ParityRecall.name: "mnist", OneShotRecall.name: "omniglot",
-                DynamicDependency.name: "mnist", SimilarityCuedRecall.name: "mnist", MnistMaze.name: "mnist"}
+                DynamicDependency.name: "mnist", SimilarityCuedRecall.name: "mnist", MnistMaze.name: "mnist",
+                Rotation3D.name: "rotation-3d"}
 
 
 def load_dataset(name: str) -> ImageDataset:
@@ -39,6 +41,10 @@ def _load_dataset(name: str, directory: str, offline: str) -> ImageDataset:
         from gtmm.data.omniglot import load_omniglot
 
         return load_omniglot()
+    if name == "rotation-3d":
+        from gtmm.data.rotation3d import load_rotation3d
+
+        return load_rotation3d()
     raise GtmmError(f"unknown dataset {name!r}")
 
 
@@ -65,5 +71,5 @@ def make_task(name: str, dataset: ImageDataset | None = None, **params) -> Abstr
 
 
 __all__ = ["AbstractTask", "Batch", "DynamicDependency", "MnistMaze", "OneShotRecall", "ParityRecall",
-           "PerfectRecall", "SimilarityCuedRecall", "TASKS", "TASK_DATASET", "load_dataset", "make_task",
+           "PerfectRecall", "Rotation3D", "SimilarityCuedRecall", "TASKS", "TASK_DATASET", "load_dataset", "make_task",
            "task_params"]
