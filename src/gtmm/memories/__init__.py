@@ -30,7 +30,7 @@ MEMORIES: dict[str, type[AbstractMemory]] = {
 DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316, "ntm": 93, "lru": 92, "dnc": 93, "associative": 300}
 # The same for the 3D networks of appendix B.2 (latent 256, 768 image features, T = 30), near
 # Table 1's 5.91-5.99 M; `gtmm info --task rotation-3d` prints the counts.
-DEFAULT_HIDDEN_3D = {"vrnn": 320, "introspective": 150, "ntm": 51, "lru": 49, "dnc": 51, "associative": 123}
+DEFAULT_HIDDEN_3D = {"vrnn": 320, "introspective": 150, "ntm": 51, "lru": 49, "dnc": 51, "associative": 95}
 DEFAULT_HIDDEN_BY_NETWORK = {"inception": DEFAULT_HIDDEN, "two-pathway": DEFAULT_HIDDEN_3D}
 
 
