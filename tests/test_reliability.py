@@ -116,6 +116,16 @@ def test_damaged_checkpoint_falls_back_and_another_format_is_refused(straight, t
     assert _files(run) == before  # config.json included: nothing is written before checkpoints load
 
 
+def test_checkpoints_of_gtmm_before_headers_still_load(straight, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    newest = _checkpoint_paths(run)[-1][1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[data.index(b"\n", len(gt._MAGIC)) + 1:])  # arrays only, as before format 1
+    assert load_trained(run)[3] == 8
+    assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(straight)))
+
+
 def _enospc(*_):
     raise OSError(errno.ENOSPC, "No space left on device")
 
