@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--replica-strategy", choices=["auto", "vmap", "loop"], default="auto",
                    help="vmap: one vectorised step; loop: one after another; auto: vmap on GPU, loop on CPU")
     t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out even if its settings differ (default: resume the same run, refuse"
+                        " another)")
     t.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
@@ -134,10 +137,10 @@ def _run(args) -> int:
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
         if args.replicas == 1:
-            print(json.dumps(train(config, args.out, progress=not args.no_progress)))
+            print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite)))
         else:
             for summary in train_replicas(config, args.out, args.replicas, progress=not args.no_progress,
-                                          strategy=args.replica_strategy):
+                                          strategy=args.replica_strategy, overwrite=args.overwrite):
                 print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
