@@ -95,7 +95,7 @@ def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
     from gtmm.cli import main
     from gtmm.tasks import TASKS
 
-    for task in TASKS:
+    for task in (t for t in TASKS if t != "rotation-3d"):  # needs generated episodes: tests/test_rotation3d.py
         out = tmp_path / f"{task}.png"
         assert main(["draw", task, "--sequences", "1", "--seed", "1", "--out", str(out)]) == 0
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5_000
