@@ -95,14 +95,15 @@ def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
     from gtmm.cli import main
     from gtmm.tasks import TASKS
 
-    for task in (t for t in TASKS if t != "rotation-3d"):  # needs generated episodes: tests/test_rotation3d.py
+    drawn = [t for t in TASKS if t != "rotation-3d"]  # needs generated episodes: tests/test_rotation3d.py
+    for task in drawn:
         out = tmp_path / f"{task}.png"
         assert main(["draw", task, "--sequences", "1", "--seed", "1", "--out", str(out)]) == 0
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5_000
         assert str(out) in capsys.readouterr().out
     assert main(["draw", "one-shot-recall", "--split", "eval", "--l", "6", "--k", "2", "--sequences", "1",
                  "--out", str(tmp_path / "eval.png")]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{t}.png" for t in TASKS] + ["eval.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{t}.png" for t in drawn] + ["eval.png"])
 
 
 @pytest.mark.parametrize("args,words", [
