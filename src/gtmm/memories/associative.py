@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from gtmm.errors import GtmmError
 from gtmm.memories.addressing import cosine_similarity, sparse_softmax
-from gtmm.memories.base import AbstractMemory, ControllerInput
+from gtmm.memories.base import AbstractMemory, ControllerInput, check_stores_latents
 from gtmm.memories.introspective import filled_slots, fifo_write, normalised_attention
 
 MODES = ("position", "content", "next")
@@ -111,9 +110,7 @@ class AssociativeMemory(AbstractMemory):
 
     @classmethod
     def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
-        if word_size != latent_size:
-            raise GtmmError(f"associative stores the latents themselves, so its word size is the latent size "
-                            f"({latent_size}), not {word_size}")
+        check_stores_latents("associative", word_size=word_size, latent_size=latent_size)
 
     def initial_state(self) -> AssociativeState:
         zeros = jnp.zeros(self.hidden_size)

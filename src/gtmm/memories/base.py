@@ -14,7 +14,10 @@ import math
 from typing import NamedTuple
 
 import equinox as eqx
-from jaxtyping import Array, Float, PyTree
+import jax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from gtmm.errors import GtmmError
 
 
 class ControllerInput(NamedTuple):
@@ -52,6 +55,48 @@ class AbstractMemory(eqx.Module):
     @abc.abstractmethod
     def __call__(self, inputs: ControllerInput, state: PyTree) -> tuple[Float[Array, " psi"], PyTree]:
         """One step: returns (Psi_{t-1}, new state)."""
+
+
+class InterfaceMemory(AbstractMemory):
+    """An LSTM controller that writes words and reads R of them back by content (NTM, LRU, DNC).
+
+    h_t = LSTM(h_{t-1}, [z_{t-1}, c_t, phi_{t-1}]) (eq. 13); one linear map of h_t gives every
+    head's instructions (`_interface_shapes`); Psi = [phi^1, ..., phi^R, h_t] (eq. 16).
+    """
+
+    lstm: eqx.nn.LSTMCell
+    interface: eqx.nn.Linear  # h_t -> every head's instructions, unsquashed
+    hidden_size: int = eqx.field(static=True)
+    slots: int = eqx.field(static=True)
+    read_heads: int = eqx.field(static=True)
+    word_size: int = eqx.field(static=True)
+    context_size: int = eqx.field(static=True)
+    top_k: int | None = eqx.field(static=True)
+    content_addressed = True
+
+    def _build_controller(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
+                          read_heads: int, word_size: int | None, top_k: int | None, key: PRNGKeyArray) -> None:
+        """Set the shared fields; a subclass sets its own head settings first (`_interface_shapes` reads them)."""
+        k1, k2 = jax.random.split(key)
+        self.top_k, self.word_size = top_k, word_size or latent_size
+        self.hidden_size, self.slots, self.read_heads = hidden_size, slots, read_heads
+        self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size + read_heads * self.word_size, hidden_size, key=k1)
+        self.interface = eqx.nn.Linear(hidden_size, interface_size(self._interface_shapes()), key=k2)
+        self.context_size = read_heads * self.word_size + hidden_size
+
+    @abc.abstractmethod
+    def _interface_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The named pieces of the controller's interface vector and their shapes, in order."""
+
+    def _interface(self, h: Float[Array, " hidden"]) -> dict[str, Float[Array, "..."]]:
+        return split_interface(self.interface(h), self._interface_shapes())
+
+
+def check_stores_latents(name: str, *, word_size: int | None, latent_size: int) -> None:
+    """For memories that store z_t itself: the word size can only be the latent size."""
+    if word_size != latent_size:
+        raise GtmmError(f"{name} stores the latents themselves, so its word size is the latent size "
+                        f"({latent_size}), not {word_size}")
 
 
 def split_interface(vector: Float[Array, " n"], shapes: dict[str, tuple[int, ...]]) -> dict[str, Float[Array, "..."]]:

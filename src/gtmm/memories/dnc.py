@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from gtmm.memories.addressing import _EPSILON, content_weights, erase_and_write, read_memory
-from gtmm.memories.base import AbstractMemory, ControllerInput, interface_size, split_interface
+from gtmm.memories.base import ControllerInput, InterfaceMemory
 
 
 class TemporalLinkageState(NamedTuple):
@@ -211,7 +211,7 @@ class DNCState(NamedTuple):
     access: AccessState
 
 
-class DNCMemory(AbstractMemory):
+class DNCMemory(InterfaceMemory):
     """DNC-GTMM memory (paper section 3.2, eq. 13-16; Graves et al. 2016).
 
     (h_t, M_t) = f_rnn(h_{t-1}, M_{t-1}, z_{t-1}, c_t)            (eq. 13)
@@ -227,27 +227,15 @@ class DNCMemory(AbstractMemory):
     before step t (paper Fig. 2), and z_{t-1} is readable at once.
     """
 
-    lstm: eqx.nn.LSTMCell
-    interface: eqx.nn.Linear  # h_t -> every instruction of `DNCInterface`, unsquashed
-    hidden_size: int = eqx.field(static=True)
-    slots: int = eqx.field(static=True)
-    read_heads: int = eqx.field(static=True)
     write_heads: int = eqx.field(static=True)
-    word_size: int = eqx.field(static=True)
-    context_size: int = eqx.field(static=True)
-    top_k: int | None = eqx.field(static=True)
-    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
                  key: PRNGKeyArray, **_: int):
-        self.top_k = top_k
-        k1, k2 = jax.random.split(key)
-        self.word_size = word_size or latent_size
-        self.hidden_size, self.slots, self.read_heads, self.write_heads = hidden_size, slots, read_heads, write_heads
-        self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size + read_heads * self.word_size, hidden_size, key=k1)
-        self.interface = eqx.nn.Linear(hidden_size, interface_size(self._interface_shapes()), key=k2)
-        self.context_size = read_heads * self.word_size + hidden_size
+        self.write_heads = write_heads
+        self._build_controller(latent_size=latent_size, task_context_size=task_context_size,
+                               hidden_size=hidden_size, slots=slots, read_heads=read_heads,
+                               word_size=word_size, top_k=top_k, key=key)
 
     def _interface_shapes(self) -> dict[str, tuple[int, ...]]:
         R, Wh, W = self.read_heads, self.write_heads, self.word_size
@@ -257,7 +245,7 @@ class DNCMemory(AbstractMemory):
 
     def interface_from(self, h: Float[Array, " hidden"]) -> DNCInterface:
         """Squash the controller's outputs as the reference does: sigmoid gates, softmax read modes."""
-        p = split_interface(self.interface(h), self._interface_shapes())
+        p = self._interface(h)
         sig = jax.nn.sigmoid
         return DNCInterface(
             read_keys=p["read_keys"], read_strengths=p["read_strengths"], write_keys=p["write_keys"],

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from gtmm.errors import GtmmError
-from gtmm.memories.base import AbstractMemory, ControllerInput
+from gtmm.memories.base import AbstractMemory, ControllerInput, check_stores_latents
 
 _EPSILON = 1e-6  # guards the attention normaliser
 
@@ -78,9 +77,7 @@ class IntrospectiveMemory(AbstractMemory):
 
     @classmethod
     def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
-        if word_size != latent_size:
-            raise GtmmError(f"introspective stores the latents themselves, so its word size is the latent size "
-                            f"({latent_size}), not {word_size}")
+        check_stores_latents("introspective", word_size=word_size, latent_size=latent_size)
 
     def initial_state(self) -> IntrospectiveState:
         zeros = jnp.zeros(self.hidden_size)

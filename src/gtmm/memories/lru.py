@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from gtmm.errors import GtmmError
 from gtmm.memories.addressing import content_weights, read_memory
-from gtmm.memories.base import AbstractMemory, ControllerInput, interface_size, split_interface
+from gtmm.memories.base import ControllerInput, InterfaceMemory
 
 USAGE_DECAY = 0.95  # gamma, as in tristandeleu/ntm-one-shot; Santoro et al. leave it open
 
@@ -68,7 +68,7 @@ class LRUState(NamedTuple):
     usage: Float[Array, " slots"]  # w^u_{t-1}
 
 
-class LRUMemory(AbstractMemory):
+class LRUMemory(InterfaceMemory):
     """LRU-GTMM memory (paper section 3.2, eq. 13-16; Santoro et al. 2016).
 
     (h_t, M_t) = f_rnn(h_{t-1}, M_{t-1}, z_{t-1}, c_t)             (eq. 13)
@@ -86,28 +86,16 @@ class LRUMemory(AbstractMemory):
     beta (their softmax has none; cosine similarities in [-1, 1] give flat weights over 5 T slots).
     """
 
-    lstm: eqx.nn.LSTMCell
-    interface: eqx.nn.Linear  # h_t -> keys, strengths, write gates, words
-    hidden_size: int = eqx.field(static=True)
-    slots: int = eqx.field(static=True)
-    read_heads: int = eqx.field(static=True)
-    word_size: int = eqx.field(static=True)
     usage_decay: float = eqx.field(static=True)
-    context_size: int = eqx.field(static=True)
-    top_k: int | None = eqx.field(static=True)
-    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, word_size: int | None = None, usage_decay: float = USAGE_DECAY,
                  top_k: int | None = None, key: PRNGKeyArray, **_: int):
         self.check_settings(slots=slots, read_heads=read_heads)
-        self.top_k = top_k
-        k1, k2 = jax.random.split(key)
-        self.word_size = word_size or latent_size
-        self.hidden_size, self.slots, self.read_heads, self.usage_decay = hidden_size, slots, read_heads, usage_decay
-        self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size + read_heads * self.word_size, hidden_size, key=k1)
-        self.interface = eqx.nn.Linear(hidden_size, interface_size(self._interface_shapes()), key=k2)
-        self.context_size = read_heads * self.word_size + hidden_size
+        self.usage_decay = usage_decay
+        self._build_controller(latent_size=latent_size, task_context_size=task_context_size,
+                               hidden_size=hidden_size, slots=slots, read_heads=read_heads,
+                               word_size=word_size, top_k=top_k, key=key)
 
     @classmethod
     def default_slots(cls, sequence_length: int) -> int:
@@ -133,7 +121,7 @@ class LRUMemory(AbstractMemory):
     def __call__(self, inputs: ControllerInput, state: LRUState) -> tuple[Float[Array, " psi"], LRUState]:
         x = jnp.concatenate([inputs.latent, inputs.context, state.reads.reshape(-1)])
         h, c = self.lstm(x, (state.h, state.c))  # eq. 13
-        p = split_interface(self.interface(h), self._interface_shapes())
+        p = self._interface(h)
         least_used = least_used_weights(state.usage, self.read_heads)
         w_write = lru_write_weights(state.read_weights, least_used, jax.nn.sigmoid(p["write_gate"]))
         memory = lru_write(clear_least_used(state.memory, least_used), w_write, p["values"])

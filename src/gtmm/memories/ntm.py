@@ -18,7 +18,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from gtmm.errors import GtmmError
 from gtmm.memories.addressing import content_weights, erase_and_write, read_memory
-from gtmm.memories.base import AbstractMemory, ControllerInput, interface_size, split_interface
+from gtmm.memories.base import ControllerInput, InterfaceMemory
 
 SHIFTS = (-1, 0, 1)  # the allowed integer shifts, in the order of the shift distribution's entries
 
@@ -81,7 +81,7 @@ def _head_shapes(heads: int, word: int) -> dict[str, tuple[int, ...]]:
             "gamma": (heads,)}
 
 
-class NTMMemory(AbstractMemory):
+class NTMMemory(InterfaceMemory):
     """NTM-GTMM memory (paper section 3.2, eq. 13-16; Graves et al. 2014).
 
     (h_t, M_t) = f_rnn(h_{t-1}, M_{t-1}, z_{t-1}, c_t)             (eq. 13)
@@ -98,28 +98,16 @@ class NTMMemory(AbstractMemory):
     through the memory one slot per step.
     """
 
-    lstm: eqx.nn.LSTMCell
-    interface: eqx.nn.Linear  # h_t -> all head parameters, unsquashed
-    hidden_size: int = eqx.field(static=True)
-    slots: int = eqx.field(static=True)
-    read_heads: int = eqx.field(static=True)
     write_heads: int = eqx.field(static=True)
-    word_size: int = eqx.field(static=True)
-    context_size: int = eqx.field(static=True)
-    top_k: int | None = eqx.field(static=True)
-    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
                  key: PRNGKeyArray, **_: int):
         self.check_settings(slots=slots)
-        self.top_k = top_k
-        k1, k2 = jax.random.split(key)
-        self.word_size = word_size or latent_size
-        self.hidden_size, self.slots, self.read_heads, self.write_heads = hidden_size, slots, read_heads, write_heads
-        self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size + read_heads * self.word_size, hidden_size, key=k1)
-        self.interface = eqx.nn.Linear(hidden_size, interface_size(self._interface_shapes()), key=k2)
-        self.context_size = read_heads * self.word_size + hidden_size
+        self.write_heads = write_heads
+        self._build_controller(latent_size=latent_size, task_context_size=task_context_size,
+                               hidden_size=hidden_size, slots=slots, read_heads=read_heads,
+                               word_size=word_size, top_k=top_k, key=key)
 
     @classmethod
     def check_settings(cls, *, slots: int, **_: int) -> None:
@@ -148,7 +136,7 @@ class NTMMemory(AbstractMemory):
     def __call__(self, inputs: ControllerInput, state: NTMState) -> tuple[Float[Array, " psi"], NTMState]:
         x = jnp.concatenate([inputs.latent, inputs.context, state.reads.reshape(-1)])
         h, c = self.lstm(x, (state.h, state.c))  # eq. 13
-        p = split_interface(self.interface(h), self._interface_shapes())
+        p = self._interface(h)
         w_write = self._addressing(p, "write", state.memory, state.write_weights)
         memory = erase_and_write(state.memory, w_write, jax.nn.sigmoid(p["erase"]), p["add"])
         w_read = self._addressing(p, "read", memory, state.read_weights)  # eq. 14-15
