@@ -43,8 +43,17 @@ class ImageSplit:
         return [np.flatnonzero(self.labels == c) for c in range(int(self.labels.max()) + 1)]
 
 
+class TrainEvalSplits:
+    """A dataset's `train` and `eval` parts, chosen by name."""
+
+    def split(self, which: str):
+        if which not in ("train", "eval"):
+            raise GtmmError(f"unknown split {which!r}; use 'train' or 'eval'")
+        return self.train if which == "train" else self.eval
+
+
 @dataclass(frozen=True)
-class ImageDataset:
+class ImageDataset(TrainEvalSplits):
     """Training and evaluation images, disjoint, with a note of where they came from."""
 
     name: str
@@ -54,9 +63,7 @@ class ImageDataset:
     class_names: tuple[str, ...] = ()  # name of each label, where labels are not self-explanatory
 
     def split(self, which: str) -> ImageSplit:
-        if which not in ("train", "eval"):
-            raise GtmmError(f"unknown split {which!r}; use 'train' or 'eval'")
-        return self.train if which == "train" else self.eval
+        return super().split(which)
 
 
 def pad_to_frame(images: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gtmm._io import write_bytes_atomic, write_json_atomic
+from gtmm.data.common import TrainEvalSplits
 from gtmm.errors import GtmmError
 
 DATASET_NAME = "rotation-3d"
@@ -155,7 +156,7 @@ class EpisodeSplit:
 
 
 @dataclass(frozen=True)
-class EpisodeDataset:
+class EpisodeDataset(TrainEvalSplits):
     """The cached episodes, split into training and evaluation episodes."""
 
     name: str
@@ -166,9 +167,7 @@ class EpisodeDataset:
     length: int
 
     def split(self, which: str) -> EpisodeSplit:
-        if which not in ("train", "eval"):
-            raise GtmmError(f"unknown split {which!r}; use 'train' or 'eval'")
-        return self.train if which == "train" else self.eval
+        return super().split(which)
 
 
 def load_rotation3d(root: str | Path | None = None) -> EpisodeDataset:
