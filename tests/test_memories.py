@@ -366,6 +366,6 @@ def test_lru_gets_five_slots_per_step_and_others_one():
     from gtmm.model import ModelConfig
 
     assert {m: ModelConfig(m, 20).resolved().slots for m in MEMORIES} == {
-        "vrnn": 20, "introspective": 20, "ntm": 20, "lru": 100, "dnc": 20}
+        "vrnn": 20, "introspective": 20, "ntm": 20, "lru": 100, "dnc": 20, "associative": 20}
     assert ModelConfig("lru", 20, slots=7).resolved().slots == 7
     assert ModelConfig("dnc", 20).resolved().word_size == 32

@@ -54,9 +54,10 @@ MNIST_TASKS = ["perfect-recall", "parity-recall", "dynamic-dependency", "similar
 
 
 @pytest.fixture(scope="module")
-def tasks(mnist, omniglot):
+def tasks(mnist, omniglot, episode_dataset):
     made = {name: make_task(name, dataset=mnist) for name in MNIST_TASKS}
     made["one-shot-recall"] = make_task("one-shot-recall", dataset=omniglot)
+    made["rotation-3d"] = make_task("rotation-3d", dataset=episode_dataset)
     return made
 
 
@@ -171,7 +172,7 @@ def test_every_task_is_deterministic_in_seed_and_step(tasks, name):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a.image_index, task.batch("train", 3, 0, 6).image_index)
     assert not np.array_equal(a.image_index, task.batch("eval", 3, 0, 5).image_index)
-    assert a.frames.shape == (3, task.length, 1, 32, 32) and a.context.shape == (3, task.length, task.context_size)
+    assert a.frames.shape == (3, task.length, *task.frame_shape) and a.context.shape == (3, task.length, task.context_size)
     assert a.recall_start == task.recall_start
 
 

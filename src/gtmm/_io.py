@@ -38,6 +38,39 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable across a power cut (where the file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_atomic_temp(path: str | os.PathLike) -> bool:
+    """Whether `path` is a temporary file `write_bytes_atomic` leaves behind when killed mid-write."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_atomic_temps(folder: str | os.PathLike, prefixes: tuple[str, ...]) -> int:
+    """Delete the temporaries a killed writer left in `folder` for files named `prefixes*`; how many."""
+    folder, n = Path(folder), 0
+    if not folder.is_dir():
+        return 0
+    for p in folder.iterdir():
+        if is_atomic_temp(p) and p.is_file() and any(p.name.startswith("." + pre) for pre in prefixes):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -49,6 +82,38 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
+
+
+def repair_jsonl(path: str | os.PathLike) -> bool:
+    """Cut a torn last line (one without its newline, left by a killed writer or a full disk) off a
+    JSON-lines log before appending to it, so the next record starts on a line of its own. Only
+    that fragment is removed, never a complete line; returns whether there was one."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        # find the end of the last complete line
+        end, chunk = size, 1 << 16
+        while end > 0:
+            start = max(0, end - chunk)
+            f.seek(start)
+            block = f.read(end - start)
+            i = block.rfind(b"\n")
+            if i >= 0:
+                f.truncate(start + i + 1)
+                break
+            end = start
+        else:
+            f.truncate(0)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

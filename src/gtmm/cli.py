@@ -53,11 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
     t.add_argument("--read-heads", type=int, default=None, help="read heads R (default: 5)")
     t.add_argument("--word-size", type=int, default=None, help="memory word width (default: the latent size)")
+    t.add_argument("--top-k", type=int, default=None,
+                   help="sparse content reads: only the k most similar slots get weight (ntm, lru, dnc, associative)")
     t.add_argument("--replicas", type=_positive_int, default=1,
                    help="train N independent replicas (seeds S..S+N-1) together, into OUT/replica-r")
     t.add_argument("--replica-strategy", choices=["auto", "vmap", "loop"], default="auto",
                    help="vmap: one vectorised step; loop: one after another; auto: vmap on GPU, loop on CPU")
     t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out even if its settings differ (default: resume the same run, refuse"
+                        " another)")
     t.add_argument("--no-progress", action="store_true")
 
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
@@ -91,8 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
 
     i = sub.add_parser("info", help="parameter count of every model")
-    i.add_argument("--l", type=int, default=15)
-    i.add_argument("--k", type=int, default=5)
+    i.add_argument("--l", type=int, default=None, help="default 15 (with --task: the task's)")
+    i.add_argument("--k", type=int, default=None, help="default 5 (with --task: the task's)")
+    i.add_argument("--task", default=None,
+                   help="size the models for this task's networks (rotation-3d: appendix B.2, T = 30)")
 
     b = sub.add_parser("bench", help="time the training step; prints one JSON line")
     model_and_task(b)
@@ -108,8 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--split", choices=["train", "eval"], default="train")
     dr.add_argument("--out", required=True, help="PNG file")
 
-    d = sub.add_parser("data", help="where data lives, and verify it")
-    d.add_argument("action", choices=["where", "verify"])
+    d = sub.add_parser("data", help="where data lives, verify it, and render the rotation-3d episodes")
+    d.add_argument("action", choices=["where", "verify", "generate-3d"],
+                   help="generate-3d: render rotation-3d episodes into DATA/rotation-3d (needs the 3d extra);"
+                        " continues an interrupted generation")
+    d.add_argument("--episodes", type=_positive_int, default=1000, help="generate-3d: episodes in all")
+    d.add_argument("--seed", type=int, default=0, help="generate-3d: episode i is rendered from (seed, i)")
+    d.add_argument("--out", default=None, help="generate-3d: folder (default: DATA/rotation-3d)")
+    d.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -118,15 +131,16 @@ def _run(args) -> int:
         from gtmm.train import TrainConfig, train, train_replicas
 
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
-                                       ("read_heads", args.read_heads), ("word_size", args.word_size)) if v is not None}
+                                       ("read_heads", args.read_heads), ("word_size", args.word_size),
+                                       ("top_k", args.top_k)) if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
         if args.replicas == 1:
-            print(json.dumps(train(config, args.out, progress=not args.no_progress)))
+            print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite)))
         else:
             for summary in train_replicas(config, args.out, args.replicas, progress=not args.no_progress,
-                                          strategy=args.replica_strategy):
+                                          strategy=args.replica_strategy, overwrite=args.overwrite):
                 print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
@@ -159,11 +173,20 @@ def _run(args) -> int:
 
         from gtmm.memories import MEMORIES
         from gtmm.model import GTMM, ModelConfig, count_parameters
+        from gtmm.tasks import TASKS, task_params
         from gtmm.tasks.perfect_recall import PerfectRecall
 
-        l, k = PerfectRecall.check_params(args.l, args.k)
+        if args.task is None:
+            l, k = PerfectRecall.check_params(15 if args.l is None else args.l, 5 if args.k is None else args.k)
+            defaults = {}
+        else:
+            params = task_params(args.task, l=args.l, k=args.k)
+            l, k = params["l"], params["k"]
+            defaults = getattr(TASKS[args.task], "model_defaults", {})
+            if defaults:
+                print(f"{args.task}: networks {defaults.get('network')}, latent {defaults.get('latent_size')}")
         for name in MEMORIES:
-            cfg = ModelConfig(name, l + k).resolved()
+            cfg = ModelConfig(name, l + k, **defaults).resolved()
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             slots = f", {cfg.slots} slots of {cfg.word_size}" if cfg.word_size else ""
             print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k})")
@@ -185,6 +208,16 @@ def _run(args) -> int:
 
         if args.action == "where":
             print(data_dir())
+        elif args.action == "generate-3d":
+            from gtmm.data.rotation3d import generate
+
+            try:
+                print(json.dumps(generate(args.episodes, root=args.out, seed=args.seed,
+                                          progress=not args.no_progress)))
+            except KeyboardInterrupt:
+                print("gtmm: interrupted; the finished shards are kept and the same command continues",
+                      file=sys.stderr)
+                return 130
         else:
             for name, status in {**verify_mnist(), **verify_omniglot()}.items():
                 print(f"{name}: {status}")

@@ -32,10 +32,15 @@ def _generate(model, frames, context, n_observed, key):
 def kl_per_step(model, task, batches: int = 10, batch_size: int = 10, generation: bool = True) -> dict:
     """Per-step KL and log-likelihood averaged over `batches * batch_size` eval sequences, and
     (with `generation`) the generation accuracy of continual generation on the same sequences."""
+    return _evaluate(model, task, batches, batch_size, generation)[0]
+
+
+def _evaluate(model, task, batches: int, batch_size: int, generation: bool) -> tuple[dict, tuple | None]:
+    """`kl_per_step`'s figures, and (batch, reconstructions, generations) of the first batch."""
     from gtmm.metrics import GenerationScorer, combine
 
     scorer = GenerationScorer(task) if generation else None
-    kls, lls, accuracy = [], [], []
+    kls, lls, accuracy, first = [], [], [], None
     for b in range(batches):
         batch = task.batch("eval", batch_size, EVAL_SEED, b)
         frames, context = jnp.asarray(batch.frames), jnp.asarray(batch.context)
@@ -43,8 +48,10 @@ def kl_per_step(model, task, batches: int = 10, batch_size: int = 10, generation
         kls.append(np.asarray(terms.kl))
         lls.append(np.asarray(terms.log_likelihood))
         if scorer is not None:
-            _, gen = _generate(model, frames, context, task.recall_start, jax.random.PRNGKey(batches + b))
+            recon, gen = _generate(model, frames, context, task.recall_start, jax.random.PRNGKey(batches + b))
             accuracy.append(scorer(batch, np.asarray(gen)))
+            if b == 0:
+                first = (batch, np.asarray(recon), np.asarray(gen))
     kl = np.concatenate(kls)  # [N, T]
     ll = np.concatenate(lls)
     r = task.recall_start
@@ -59,31 +66,38 @@ def kl_per_step(model, task, batches: int = 10, batch_size: int = 10, generation
         "last_step_kl": float(kl[:, -1].mean()),
     }
     if scorer is not None:
-        acc = combine(accuracy)
-        result.update(generation_accuracy=acc.value if acc.scored else None, generation_scored=acc.scored, generation_chance=acc.chance)
-    return result
+        result.update(combine(accuracy).summary())
+    return result, first
 
 
-def evaluate_run(run_dir: str | Path, batches: int = 10) -> dict:
-    """Evaluate the newest checkpoint of a run; writes `evaluation.json` in the run directory."""
+def evaluate_run(run_dir: str | Path, batches: int = 10, samples: int = 4) -> dict:
+    """Evaluate the newest checkpoint of a run; writes `evaluation.json` in the run directory and,
+    with `samples` > 0, `samples.png` from the first `samples` evaluation sequences."""
     run_dir = Path(run_dir)
     config, task, model, step = load_trained(run_dir)
+    figures, first = _evaluate(model, task, batches, 10, generation=True)
     result = {"model": config.model, "task": config.task, "l": config.l, "k": config.k, "seed": config.seed,
-              "step": step, **kl_per_step(model, task, batches)}
+              "step": step, **figures}
+    if samples and first is not None:
+        batch, recon, gen = first
+        _save_samples(run_dir / "samples.png", config, step, task, batch, recon, gen, samples)
     write_json_atomic(run_dir / "evaluation.json", result)
     return result
 
 
-def sample_run(run_dir: str | Path, sequences: int = 4) -> Path:
-    """Write a PNG grid of inputs, reconstructions and continual generations for a run."""
+def _save_samples(path: Path, config, step: int, task, batch, recon, gen, n: int) -> Path:
     from gtmm.plots import save_sample_grid
 
+    return save_sample_grid(path, batch.frames[:n], recon[:n], gen[:n], task.recall_start,
+                            title=f"{config.model} on {config.task} (l={config.l}, k={config.k}), step {step}")
+
+
+def sample_run(run_dir: str | Path, sequences: int = 4) -> Path:
+    """Write a PNG grid of inputs, reconstructions and continual generations for a run."""
     run_dir = Path(run_dir)
     config, task, model, step = load_trained(run_dir)
     batch = task.batch("eval", sequences, EVAL_SEED, 0)
     recon, gen = _generate(model, jnp.asarray(batch.frames), jnp.asarray(batch.context), task.recall_start,
                            jax.random.PRNGKey(0))
-    path = run_dir / "samples.png"
-    save_sample_grid(path, batch.frames, np.asarray(recon), np.asarray(gen), task.recall_start,
-                     title=f"{config.model} on {config.task} (l={config.l}, k={config.k}), step {step}")
-    return path
+    return _save_samples(run_dir / "samples.png", config, step, task, batch, np.asarray(recon), np.asarray(gen),
+                         sequences)

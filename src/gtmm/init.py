@@ -6,7 +6,7 @@ once per distinct shape: about 40 s for one GTMM on a 2-core CPU before the firs
 built abstractly (`eqx.filter_eval_shape`, nothing runs), and each layer's arrays are then drawn
 with NumPy from exactly the distribution Equinox's own constructor uses:
 
-- `Linear`, `Conv`:    weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+- `Linear`, `Conv`, `ConvTranspose`: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
                        fan_in = in_features, or in_channels / groups * prod(kernel_size)
 - `LSTMCell`, `GRUCell`: every array ~ U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))
 - `GroupNorm`, `LayerNorm`: weight 1, bias 0
@@ -28,7 +28,7 @@ import numpy as np
 
 M = TypeVar("M", bound=eqx.Module)
 
-_LAYERS = (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.LSTMCell, eqx.nn.GRUCell, eqx.nn.GroupNorm, eqx.nn.LayerNorm)
+_LAYERS = (eqx.nn.Linear, eqx.nn.Conv, eqx.nn.ConvTranspose, eqx.nn.LSTMCell, eqx.nn.GRUCell, eqx.nn.GroupNorm, eqx.nn.LayerNorm)
 
 
 def _is_abstract(x: Any) -> bool:
@@ -51,7 +51,7 @@ def _fill(layer: Any, rng: np.random.Generator) -> Any:
         return eqx.tree_at(lambda m: (m.weight, m.bias), layer,
                            (_uniform(rng, layer.weight, lim), _uniform(rng, layer.bias, lim)),
                            is_leaf=lambda x: x is None)
-    if isinstance(layer, eqx.nn.Conv):
+    if isinstance(layer, (eqx.nn.Conv, eqx.nn.ConvTranspose)):  # the same rule for both
         lim = 1 / math.sqrt(layer.in_channels // layer.groups * math.prod(layer.kernel_size))
         return eqx.tree_at(lambda m: (m.weight, m.bias), layer,
                            (_uniform(rng, layer.weight, lim), _uniform(rng, layer.bias, lim)),

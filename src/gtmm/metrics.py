@@ -10,6 +10,10 @@ computed on the likelihood's mean images of continual generation (observe the fi
   observed can be scored; chance is 1 / (number of distinct observed images).
 - parity recall: a generated frame is correct when its nearest image in a fixed bank of held-out
   0s and 1s has the digit it should report; chance is 1/2.
+- rotation-3d (tasks with `generation_metric = "pixel-error"`): the mean squared error per pixel
+  (values in [0, 1], over channels) of the generated second turn against the true frames, with
+  two references: the error of the true frame one period earlier (what copying the first turn
+  would score; not zero, since the acceleration shifts the angles) and of the mean observed frame.
 """
 
 from __future__ import annotations
@@ -33,6 +37,43 @@ class Accuracy:
     @property
     def value(self) -> float:
         return self.correct / self.scored if self.scored else float("nan")
+
+    def summary(self) -> dict:
+        """The evaluation.json entries of this score."""
+        return {"generation_accuracy": self.value if self.scored else None, "generation_scored": self.scored,
+                "generation_chance": self.chance}
+
+
+@dataclass(frozen=True)
+class PixelError:
+    """Summed squared errors of generated frames against the true ones (rotation-3d)."""
+
+    squared_error: float  # generated vs true, summed over scored values
+    copy_squared_error: float  # true frame one period earlier (source_index) vs true
+    mean_squared_error: float  # mean observed frame vs true
+    values: int  # scored values (frames x channels x pixels)
+    frames: int
+
+    def summary(self) -> dict:
+        mse = lambda total: total / self.values if self.values else None  # noqa: E731
+        # generation_accuracy stays None: this task's generations are scored by pixel error.
+        return {"generation_mse": mse(self.squared_error), "generation_mse_copy": mse(self.copy_squared_error),
+                "generation_mse_mean_frame": mse(self.mean_squared_error), "generation_frames": self.frames,
+                "generation_accuracy": None, "generation_scored": 0, "generation_chance": None}
+
+
+def pixel_error(batch: Batch, generated: Float[np.ndarray, "batch time c h w"]) -> PixelError:
+    """Squared error per value of the frames generated after `recall_start`; see `PixelError`."""
+    r = batch.recall_start
+    truth = batch.frames[:, r:].astype(np.float64)
+    gen = np.asarray(generated[:, r:], np.float64)
+    src = batch.source_index[:, r:]
+    rows = np.arange(truth.shape[0])[:, None]
+    copy = batch.frames[rows, np.maximum(src, 0)].astype(np.float64)
+    copy_err = float(np.sum(((copy - truth) ** 2)[src >= 0]))
+    mean_frame = batch.frames[:, :r].astype(np.float64).mean(1, keepdims=True)
+    return PixelError(float(np.sum((gen - truth) ** 2)), copy_err, float(np.sum((mean_frame - truth) ** 2)),
+                      int(truth.size), int(truth.shape[0] * truth.shape[1]))
 
 
 def _squared_distances(a: Float[np.ndarray, "n d"], b: Float[np.ndarray, "m d"]) -> Float[np.ndarray, "n m"]:
@@ -85,16 +126,21 @@ class GenerationScorer:
     """Scores batches of a task's generations; holds what a task needs (the parity bank)."""
 
     def __init__(self, task: AbstractTask):
+        self.pixel_error = getattr(task, "generation_metric", None) == "pixel-error"
         self.copies = getattr(task, "copies_source", True)
-        self.bank = None if self.copies else parity_bank(task)
+        self.bank = None if self.copies or self.pixel_error else parity_bank(task)
 
-    def __call__(self, batch: Batch, generated: np.ndarray) -> Accuracy:
+    def __call__(self, batch: Batch, generated: np.ndarray) -> Accuracy | PixelError:
+        if self.pixel_error:
+            return pixel_error(batch, generated)
         if self.copies:
             return copy_accuracy(batch, generated)
         return parity_accuracy(batch, generated, self.bank)
 
 
-def combine(parts: list[Accuracy]) -> Accuracy:
+def combine(parts: list[Accuracy] | list[PixelError]) -> Accuracy | PixelError:
+    if parts and isinstance(parts[0], PixelError):
+        return PixelError(*(sum(getattr(p, f) for p in parts) for f in PixelError.__dataclass_fields__))
     scored = sum(p.scored for p in parts)
     chance = sum(p.chance * p.scored for p in parts if p.scored) / scored if scored else float("nan")
     return Accuracy(sum(p.correct for p in parts), scored, chance)

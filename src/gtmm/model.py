@@ -23,9 +23,9 @@ from gtmm.distributions import (
     gaussian_sample,
 )
 from gtmm.errors import GtmmError
-from gtmm.memories import DEFAULT_HIDDEN, MEMORIES, AbstractMemory, ControllerInput, check_model
+from gtmm.memories import DEFAULT_HIDDEN, DEFAULT_HIDDEN_BY_NETWORK, MEMORIES, AbstractMemory, ControllerInput, check_model
 from gtmm.memories.vrnn import VRNNMemory
-from gtmm.networks import Decoder, Encoder
+from gtmm.networks import FRAME_SIZE, NETWORKS, Decoder, Encoder, check_frame_shape
 
 
 @dataclass(frozen=True)
@@ -43,24 +43,35 @@ class ModelConfig:
     map_hidden: int = 256  # width of the prior and posterior maps' hidden layer
     frame_channels: int = 1
     task_context_size: int = 0
+    top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
+    # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
+    # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
+    network: str = "inception"
+    frame_size: int = FRAME_SIZE  # height = width of the frames; the networks take 32
 
     def resolved(self) -> "ModelConfig":
         check_model(self.model)
         for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
             if getattr(self, name) < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_size", "slots", "word_size"):
+        for name in ("hidden_size", "slots", "word_size", "top_k"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if self.network not in NETWORKS:
+            raise GtmmError(f"unknown network {self.network!r}; choose one of: {', '.join(NETWORKS)}")
+        check_frame_shape(self.network, (self.frame_channels, self.frame_size, self.frame_size), self.frame_channels)
         memory = MEMORIES[self.model]
         slots = self.slots or memory.default_slots(self.sequence_length)
         word_size = self.word_size or memory.default_word_size(self.latent_size)
         memory.check_settings(slots=slots, read_heads=self.read_heads, word_size=word_size,
                               latent_size=self.latent_size)
+        if self.top_k is not None and not memory.content_addressed:
+            raise GtmmError(f"{self.model} does not read by content, so top k does not apply to it; leave it out"
+                            f" or use one of: {', '.join(m for m, c in MEMORIES.items() if c.content_addressed)}")
         return ModelConfig(**{
             **asdict(self),
-            "hidden_size": self.hidden_size or DEFAULT_HIDDEN[self.model],
+            "hidden_size": self.hidden_size or DEFAULT_HIDDEN_BY_NETWORK.get(self.network, DEFAULT_HIDDEN)[self.model],
             "slots": slots,
             "word_size": word_size,
         })
@@ -84,29 +95,33 @@ class Unroll(NamedTuple):
 class GTMM(eqx.Module):
     """A temporal VAE whose prior and posterior read from a memory system (eq. 7-8)."""
 
-    encoder: Encoder
-    decoder: Decoder
+    encoder: eqx.Module  # networks.NETWORKS[config.network][0]: Encoder or TwoPathwayEncoder
+    decoder: eqx.Module  # its mirror: Decoder or TwoPathwayDecoder
     memory: AbstractMemory
     prior_map: eqx.nn.MLP  # f_z(Psi_{t-1}) -> (mu, sigma) of p(z_t | z_<t, x_<t)   (eq. 7)
     posterior_map: eqx.nn.MLP  # f_q(Psi_{t-1}, e(x_t)) -> (mu, sigma) of q(z_t | z_<t, x_<=t)   (eq. 8)
     latent_size: int = eqx.field(static=True)
     embed_size: int = eqx.field(static=True)
+    network: str = eqx.field(static=True, default="inception")
+    frame_channels: int = eqx.field(static=True, default=1)
 
     def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
         cfg = config.resolved()
         k = jax.random.split(key, 5)
         self.latent_size, self.embed_size = cfg.latent_size, cfg.embed_size
-        self.encoder = Encoder(cfg.frame_channels, cfg.embed_size, key=k[0])
+        self.network, self.frame_channels = cfg.network, cfg.frame_channels
+        encoder_cls, decoder_cls = NETWORKS[cfg.network]
+        self.encoder = encoder_cls(cfg.frame_channels, cfg.embed_size, key=k[0])
         self.memory = MEMORIES[cfg.model](
             latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
-            key=k[1],
+            **({"top_k": cfg.top_k} if cfg.top_k is not None else {}), key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])
         self.posterior_map = eqx.nn.MLP(psi + cfg.embed_size, 2 * cfg.latent_size, cfg.map_hidden, depth=1,
                                         activation=jnp.tanh, key=k[3])
-        self.decoder = Decoder(cfg.latent_size + psi, cfg.frame_channels, key=k[4])
+        self.decoder = decoder_cls(cfg.latent_size + psi, cfg.frame_channels, key=k[4])
 
     @property
     def reads_observation(self) -> bool:
@@ -114,6 +129,7 @@ class GTMM(eqx.Module):
         return isinstance(self.memory, VRNNMemory)
 
     def embed(self, frames: Float[Array, "time c h w"]) -> Float[Array, "time embed"]:
+        check_frame_shape(self.network, frames.shape[1:], self.frame_channels)  # at trace time
         return jax.vmap(self.encoder)(frames)
 
     def decode(self, latent: Float[Array, "time latent"], context: Float[Array, "time psi"]) -> Float[Array, "time c h w"]:

@@ -321,3 +321,109 @@ class Decoder(eqx.Module):
         x = jax.nn.relu(group_norm(self.norm2b, self.block2(x)))
         x = jax.nn.relu(group_norm(self.norm1, self.up1(x)))
         return _to_chw(conv_output_side(self.out, x))
+
+# --- 3D frames (appendix B.2) ----------------------------------------------------------------
+
+GLOBAL_FEATURES = 256  # the global pathway's 256 1x1 "super-pixels"
+LOCAL_FEATURES = 8 * 8 * 8  # the local pathway's 8x8x8 block, linearised
+TWO_PATHWAY_FEATURES = GLOBAL_FEATURES + LOCAL_FEATURES  # 768
+
+
+class TwoPathwayEncoder(eqx.Module):
+    """e(x_t) for 3x32x32 colour frames (appendix B.2): a global pathway (128 5x5 stride 3,
+    256 4x4 stride 2, 256 4x4 stride 1, no padding: 32 -> 10 -> 4 -> 1, 256 features) and a
+    local texture pathway (16 4x4 stride 2 pad 1, 8 4x4 stride 2 pad 1: 32 -> 16 -> 8, 512
+    features), concatenated into 768 features. ReLU between convolutions, none after the last
+    of each pathway (as in B.1). The posterior map's linear layer reads the 768 features; with
+    an `embed_size` other than 768 a linear layer maps them to that size first.
+    """
+
+    global_convs: tuple[eqx.nn.Conv2d, ...]
+    local_convs: tuple[eqx.nn.Conv2d, ...]
+    linear: eqx.nn.Linear | None
+    in_channels: int = eqx.field(static=True)
+
+    def __init__(self, in_channels: int, embed_size: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 6)
+        self.in_channels = in_channels
+        self.global_convs = (
+            eqx.nn.Conv2d(in_channels, 128, 5, stride=3, key=k[0]),
+            eqx.nn.Conv2d(128, 256, 4, stride=2, key=k[1]),
+            eqx.nn.Conv2d(256, GLOBAL_FEATURES, 4, stride=1, key=k[2]),
+        )
+        self.local_convs = (
+            eqx.nn.Conv2d(in_channels, 16, 4, stride=2, padding=1, key=k[3]),
+            eqx.nn.Conv2d(16, 8, 4, stride=2, padding=1, key=k[4]),
+        )
+        self.linear = (None if embed_size == TWO_PATHWAY_FEATURES
+                       else eqx.nn.Linear(TWO_PATHWAY_FEATURES, embed_size, key=k[5]))
+
+    def __call__(self, frame: Float[Array, "c 32 32"]) -> Float[Array, " embed"]:
+        check_frame_shape("two-pathway", frame.shape, self.in_channels)
+        x0 = 2.0 * frame - 1.0
+        features = []
+        for convs in (self.global_convs, self.local_convs):
+            x = x0
+            for i, conv in enumerate(convs):
+                x = conv(x)
+                if i + 1 < len(convs):
+                    x = jax.nn.relu(x)
+            features.append(x.reshape(-1))
+        out = jnp.concatenate(features)
+        return out if self.linear is None else self.linear(out)
+
+
+class TwoPathwayDecoder(eqx.Module):
+    """f_x(z_t, Psi_{t-1}) for 3D frames: the transpose of `TwoPathwayEncoder` (appendix B.2).
+
+    A linear layer gives 768 features; the first 256 (1x1) run back up the global pathway
+    (transposed convolutions 256 4x4 stride 1, 128 4x4 stride 2, C 5x5 stride 3: 1 -> 4 -> 10
+    -> 32), the other 512 (8x8x8) up the local pathway (16 4x4 stride 2 pad 1, C 4x4 stride 2
+    pad 1: 8 -> 16 -> 32); the two outputs are summed into the likelihood's logits.
+    """
+
+    linear: eqx.nn.Linear
+    global_convs: tuple[eqx.nn.ConvTranspose2d, ...]
+    local_convs: tuple[eqx.nn.ConvTranspose2d, ...]
+
+    def __init__(self, input_size: int, out_channels: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 6)
+        self.linear = eqx.nn.Linear(input_size, TWO_PATHWAY_FEATURES, key=k[0])
+        self.global_convs = (
+            eqx.nn.ConvTranspose2d(GLOBAL_FEATURES, 256, 4, stride=1, key=k[1]),
+            eqx.nn.ConvTranspose2d(256, 128, 4, stride=2, key=k[2]),
+            eqx.nn.ConvTranspose2d(128, out_channels, 5, stride=3, key=k[3]),
+        )
+        self.local_convs = (
+            eqx.nn.ConvTranspose2d(8, 16, 4, stride=2, padding=1, key=k[4]),
+            eqx.nn.ConvTranspose2d(16, out_channels, 4, stride=2, padding=1, key=k[5]),
+        )
+
+    def __call__(self, inputs: Float[Array, " inputs"]) -> Float[Array, "c 32 32"]:
+        features = jax.nn.relu(self.linear(inputs))
+        out = 0.0
+        for convs, x in ((self.global_convs, features[:GLOBAL_FEATURES].reshape(GLOBAL_FEATURES, 1, 1)),
+                         (self.local_convs, features[GLOBAL_FEATURES:].reshape(8, 8, 8))):
+            for i, conv in enumerate(convs):
+                x = conv(x)
+                if i + 1 < len(convs):
+                    x = jax.nn.relu(x)
+            out = out + x
+        return out
+
+
+# Network families by name (ModelConfig.network): encoder, decoder, and the frames they take.
+NETWORKS = {
+    "inception": (Encoder, Decoder),  # digits and characters, appendix B.1
+    "two-pathway": (TwoPathwayEncoder, TwoPathwayDecoder),  # 3D frames, appendix B.2
+}
+FRAME_SIZE = 32  # both families take 32x32 frames: B.2's global pathway ends at 1x1 only for 32
+
+
+def check_frame_shape(network: str, shape: tuple[int, ...], channels: int) -> None:
+    """Raise GtmmError unless `shape` is `(channels, 32, 32)`, the frames `network` takes."""
+    from gtmm.errors import GtmmError
+
+    if tuple(shape) != (channels, FRAME_SIZE, FRAME_SIZE):
+        raise GtmmError(f"the {network} networks take frames of {channels}x{FRAME_SIZE}x{FRAME_SIZE}"
+                        f" (paper appendix B), got {'x'.join(map(str, shape))}")

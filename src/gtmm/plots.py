@@ -17,7 +17,7 @@ from gtmm._io import write_bytes_atomic  # noqa: E402
 from gtmm.errors import GtmmError  # noqa: E402
 
 MODEL_COLOURS = {"vrnn": "tab:gray", "introspective": "tab:red", "ntm": "tab:blue", "lru": "tab:green",
-                 "dnc": "tab:purple"}
+                 "dnc": "tab:purple", "associative": "tab:orange"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -121,7 +121,11 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
 
 
 def _show_frame(ax, image: np.ndarray, highlight: bool = False) -> None:
-    """One frame in `ax`, no ticks; a red border where `highlight` (recall or generated phase)."""
+    """One frame (`[c, h, w]` or `[h, w]`, values in [0, 1]) in `ax`, no ticks: grey levels for
+    one channel, colour for three; a red border where `highlight` (recall or generated phase)."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else np.clip(image.transpose(1, 2, 0), 0.0, 1.0)
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -142,7 +146,7 @@ def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generate
         for row, data in enumerate((frames, recon, generated)):
             for t in range(T):
                 ax = axes[3 * i + row, t]
-                _show_frame(ax, data[i, t, 0], highlight=row == 2 and t >= recall_start)
+                _show_frame(ax, data[i, t], highlight=row == 2 and t >= recall_start)
                 if t == 0:
                     ax.set_ylabel(names[row], fontsize=6, rotation=0, ha="right", va="center")
     fig.suptitle(title + "\n(red frames: generated from the prior)", fontsize=8)
@@ -203,7 +207,7 @@ def save_sequences(path: str | Path, batch, copies_source: bool = True, grid: in
             _draw_map(fig.add_subplot(spec[i, :extra - 1]), batch, i, grid)
         for t in range(T):
             ax = fig.add_subplot(spec[i, extra + t])
-            _show_frame(ax, batch.frames[i, t, 0], highlight=t >= batch.recall_start)
+            _show_frame(ax, batch.frames[i, t], highlight=t >= batch.recall_start)
             above, below = _frame_notes(batch, i, t, copies_source)
             ax.set_title(above, fontsize=6, pad=2)
             ax.set_xlabel(below, fontsize=6, labelpad=2)

@@ -16,10 +16,10 @@ import numpy as np
 import gtmm
 from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
+from gtmm.memories import MEMORIES
 
 REPORT_NAME = "report.md"
 _MARK = "<!-- written by gtmm report -->"
-_MODEL_ORDER = ("vrnn", "introspective", "ntm", "lru", "dnc")
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -43,8 +43,8 @@ def _newest_checkpoint_step(run: Path) -> int | None:
 
 
 def ensure_evaluated(run: Path, batches: int = 10) -> dict:
-    """The run's evaluation.json, (re)computed when missing, stale, or older than this metric set;
-    and its samples.png."""
+    """The run's evaluation.json, (re)computed when missing, older than the newest checkpoint, or
+    older than this metric set; and its samples.png."""
     from gtmm.evaluate import evaluate_run, sample_run
 
     step = _newest_checkpoint_step(run)
@@ -52,20 +52,20 @@ def ensure_evaluated(run: Path, batches: int = 10) -> dict:
         raise GtmmError(f"{run} holds no checkpoint yet; train it first or leave it out of the report")
     path = run / "evaluation.json"
     ev = json.loads(path.read_text()) if path.exists() else None
-    if ev is None or ev.get("step") != step or "generation_accuracy" not in ev:
-        ev = evaluate_run(run, batches)
-    if not (run / "samples.png").exists() or (run / "samples.png").stat().st_mtime < path.stat().st_mtime:
+    if ev is None or ev.get("step") != step or "generation_scored" not in ev:
+        ev = evaluate_run(run, batches)  # writes samples.png too
+    if not (run / "samples.png").exists():
         sample_run(run)
     return ev
 
 
-def _mean_se(values: list[float | None]) -> str:
+def _mean_se(values: list[float | None], digits: int = 2) -> str:
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
         return "n/a"
     if v.size == 1:
-        return f"{v[0]:.2f}"
-    return f"{v.mean():.2f} ± {v.std(ddof=1) / np.sqrt(v.size):.2f}"
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) / np.sqrt(v.size):.{digits}f}"
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
@@ -102,17 +102,21 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     if command:
         lines += ["Produced by:", "", f"```\n{command}\n```", ""]
     for (task, l, k), models in sorted(experiments.items()):
-        order = sorted(models, key=lambda m: _MODEL_ORDER.index(m) if m in _MODEL_ORDER else len(_MODEL_ORDER))
+        known = list(MEMORIES)
+        order = sorted(models, key=lambda m: known.index(m) if m in known else len(known))
         name = f"{task}-l{l}-k{k}"
         first = evals[models[order[0]][0]]
         with_gen = first.get("generation_accuracy") is not None or any(
             evals[r].get("generation_scored") for m in order for r in models[m])
+        with_mse = any(evals[r].get("generation_mse") is not None for m in order for r in models[m])
         lines += [f"## {task}, l = {l}, k = {k}", "",
                   f"Evaluated on {first['sequences']} held-out sequences per run; recall starts at step"
                   f" {first['recall_start'] + 1}.", "",
                   "| model | runs | steps | negative bound | KL before recall | KL in recall | last-step KL |"
-                  + (" generation accuracy | chance |" if with_gen else ""),
-                  "| --- " * (9 if with_gen else 7) + "|"]
+                  + (" generation accuracy | chance |" if with_gen else "")
+                  + (" pixel MSE of generated frames | copying the true earlier view | mean observed frame |"
+                     if with_mse else ""),
+                  "| --- " * (7 + 2 * with_gen + 3 * with_mse) + "|"]
         for m in order:
             ev = [evals[r] for r in models[m]]
             steps = sorted({e["step"] for e in ev})
@@ -122,6 +126,9 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
             if with_gen:
                 row += (f" {_mean_se([e.get('generation_accuracy') for e in ev])} |"
                         f" {_mean_se([e.get('generation_chance') for e in ev])} |")
+            if with_mse:
+                row += "".join(f" {_mean_se([e.get(key) for e in ev], digits=4)} |" for key in
+                               ("generation_mse", "generation_mse_copy", "generation_mse_mean_frame"))
             lines.append(row)
         figure = plot_three_metrics([r for m in order for r in models[m]], out / f"{name}-metrics.png",
                                     title=f"{task}, l={l}, k={k}")

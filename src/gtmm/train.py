@@ -2,17 +2,31 @@
 
 A run directory holds:
   config.json        the resolved configuration, data source, package version
-  metrics.jsonl      one line per step: negative bound, KL per step, last-step KL (append-only)
-  checkpoints/       the last few checkpoints (parameters, optimiser state, step), written atomically
-Everything random is a function of (seed, step), so a resumed run continues the same stream.
+  metrics.jsonl      one line per step: negative bound, KL per step, last-step KL, gradient norm
+                     (append-only; a torn last line left by a kill is cut off before the next append)
+  checkpoints/       the last `keep_checkpoints` checkpoints, each written atomically (temporary
+                     file, flush, fsync, rename) and self-contained: a header (checkpoint format,
+                     package versions, step, the training and model configuration, a SHA-256 of
+                     the payload) followed by the parameters and optimiser state.
+
+Everything random is a function of (seed, step): the batch of step `s` is
+`task.batch("train", B, seed, s)` and its key is `fold_in(PRNGKey(seed), s)`. So the seed (in the
+configuration) and the step (in the header) are the whole state of the data stream and the random
+keys, and a resumed run continues the very same stream: on CPU its losses equal, bit for bit, those
+of the run that was never interrupted (tests/test_reliability.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import hashlib
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,7 +39,15 @@ import optax
 from tqdm.auto import tqdm
 
 import gtmm
-from gtmm._io import append_jsonl, read_jsonl, write_bytes_atomic, write_json_atomic
+from gtmm._io import (
+    append_jsonl,
+    is_atomic_temp,
+    read_jsonl,
+    remove_atomic_temps,
+    repair_jsonl,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from gtmm.data.common import announce_once
 from gtmm.errors import GtmmError
 from gtmm.memories import check_model
@@ -61,6 +83,7 @@ class TrainConfig:
         task_params(self.task, l=self.l, k=self.k)
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             check_positive(name.replace("_", " "), getattr(self, name))
+        check_seed(self.seed)
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
         known = {f.name for f in fields(ModelConfig)} - {"model", "sequence_length"}
@@ -84,7 +107,18 @@ class TrainConfig:
         """The model for this run; `task` gives the size of its context c_t (the maze's actions)."""
         ctx = task.context_size if task is not None else 0
         length = task.length if task is not None else self.sequence_length
-        return ModelConfig(self.model, length, task_context_size=ctx, **self.model_overrides).resolved()
+        task_defaults = getattr(task if task is not None else TASKS.get(self.task), "model_defaults", {})
+        return ModelConfig(self.model, length, task_context_size=ctx,
+                           **{**task_defaults, **self.model_overrides}).resolved()
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and JAX's generators take seeds in [0, 2^32); larger ones would wrap
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise GtmmError(f"{name} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    return int(seed)
 
 
 # Settings a resumed run must share with the run on disk (steps may grow).
@@ -138,7 +172,11 @@ def make_train_step(optimizer: optax.GradientTransformation):
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, frames, task_context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         model = eqx.apply_updates(model, updates)
-        return model, opt_state, loss, jnp.mean(terms.kl, axis=0), jnp.mean(terms.log_likelihood, axis=0)
+        # Finite exactly when every gradient is (barring an overflow of the sum, itself a fault).
+        leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in leaves))
+        return (model, opt_state, loss, jnp.mean(terms.kl, axis=0), jnp.mean(terms.log_likelihood, axis=0),
+                grad_norm)
 
     return train_step
 
@@ -162,27 +200,102 @@ def _checkpoint_paths(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int) -> Path:
-    """Write parameters and optimiser state atomically, then drop all but the newest `keep`."""
+CHECKPOINT_FORMAT = 1  # bump when the layout changes; a checkpoint of another format is refused
+_MAGIC = b"GTMM-CHECKPOINT\n"
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint file that cannot be read (truncated, altered, not a checkpoint)."""
+
+
+def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int,
+                    config: TrainConfig | None = None, model_config: ModelConfig | None = None) -> Path:
+    """Write a checkpoint atomically, then drop all but the newest `keep`.
+
+    The file is `_MAGIC`, one line of JSON (the header), then the parameters and optimiser state
+    as `eqx.tree_serialise_leaves` writes them. The header holds what a run needs beyond the
+    arrays: the step, the training and model configuration (the seed among them: with the step it
+    fixes the data stream and the keys), the checkpoint format and package versions, and the
+    payload's SHA-256.
+    """
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, (model, opt_state))
+    payload = buf.getvalue()
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "gtmm_version": gtmm.__version__,
+        "jax_version": jax.__version__,
+        "equinox_version": eqx.__version__,
+        "optax_version": optax.__version__,
+        "step": step,
+        "train": asdict(config) if config is not None else None,
+        "model": asdict(model_config) if model_config is not None else None,
+        # The stream's position: batch `step` of stream `seed`, key fold_in(PRNGKey(seed), step).
+        "next_batch": {"seed": config.seed if config is not None else None, "step": step},
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "payload_bytes": len(payload),
+    }
     path = run_dir / "checkpoints" / f"step_{step:08d}.eqx"
-    write_bytes_atomic(path, buf.getvalue())
+    write_bytes_atomic(path, _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
     for _, old in _checkpoint_paths(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
+def _split_checkpoint(path: Path, data: bytes) -> tuple[dict | None, bytes]:
+    """(header, payload) of a checkpoint file; header None for the header-less files of gtmm before
+    checkpoint format 1. GtmmError for another format; DamagedCheckpoint for an unreadable file."""
+    if not data.startswith(_MAGIC):
+        if data.startswith(b"\x93NUMPY"):  # written by gtmm before checkpoint headers: arrays only
+            return None, data
+        raise DamagedCheckpoint("not a gtmm checkpoint")
+    end = data.find(b"\n", len(_MAGIC))
+    try:
+        header = json.loads(data[len(_MAGIC):end]) if end > 0 else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict):
+        raise DamagedCheckpoint("unreadable header")
+    if header.get("format") != CHECKPOINT_FORMAT:
+        raise GtmmError(
+            f"checkpoint {path} was written by gtmm {header.get('gtmm_version', '?')} in checkpoint format"
+            f" {header.get('format')!r}; this gtmm {gtmm.__version__} reads format {CHECKPOINT_FORMAT}: use"
+            f" gtmm {header.get('gtmm_version', '?')} for this run, or train into a new --out (nothing was changed)")
+    payload = data[end + 1:]
+    if header.get("payload_sha256") != hashlib.sha256(payload).hexdigest():
+        raise DamagedCheckpoint(f"its {len(payload)} bytes of arrays fail their SHA-256")
+    return header, payload
+
+
+def read_checkpoint(path: str | os.PathLike, like_model: GTMM, like_opt_state) -> tuple[dict | None, GTMM, object]:
+    """(header, model, optimiser state) of one checkpoint file. GtmmError for a checkpoint of an
+    incompatible format; DamagedCheckpoint for a file that does not load into `like_*`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DamagedCheckpoint(f"unreadable ({e.strerror or e})") from None
+    header, payload = _split_checkpoint(path, data)
+    buf = io.BytesIO(payload)
+    try:
+        model, opt_state = eqx.tree_deserialise_leaves(buf, (like_model, like_opt_state))
+    except Exception as e:  # truncated, or arrays of other shapes: another model
+        raise DamagedCheckpoint(f"does not match the run's model ({type(e).__name__})") from None
+    if buf.tell() != len(payload):
+        raise DamagedCheckpoint("holds more arrays than the run's model")
+    return header, model, opt_state
+
+
 def load_checkpoint(run_dir: Path, like_model: GTMM, like_opt_state,
                     at_most: int | None = None) -> tuple[int, GTMM, object] | None:
     """The newest checkpoint that loads (of step <= `at_most` if given), or None when there is
-    none; an error when none loads."""
+    none; an error when none loads, or when one is of an incompatible checkpoint format."""
     paths = [(step, path) for step, path in _checkpoint_paths(run_dir) if at_most is None or step <= at_most]
     for step, path in reversed(paths):
         try:
-            model, opt_state = eqx.tree_deserialise_leaves(path, (like_model, like_opt_state))
-        except Exception:  # a damaged file: say so, and fall back to the previous checkpoint
-            announce_once(f"checkpoint {path} does not load; trying the one before it")
+            _, model, opt_state = read_checkpoint(path, like_model, like_opt_state)
+        except DamagedCheckpoint as e:  # say so, and fall back to the previous checkpoint
+            announce_once(f"checkpoint {path} is damaged ({e}); trying the one before it")
             continue
         return step, model, opt_state
     if paths:
@@ -225,21 +338,72 @@ def load_trained(run_dir: Path) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
     return config, task, model, step
 
 
-def _check_run_dir(run_dir: Path, config: TrainConfig) -> bool:
-    """Whether `run_dir` holds this run (resume); an error when it holds another run or other files.
+def _check_writable(run_dir: Path) -> None:
+    """An error, before any data is loaded, when `run_dir` cannot be created or written."""
+    place = run_dir
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise GtmmError(f"cannot create {run_dir}: {place} is a file, not a directory; choose another --out")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise GtmmError(f"cannot write to {place} (permission denied); choose a writable --out")
+    try:  # os.access does not see read-only file systems, nor anything for root: try it
+        with tempfile.TemporaryFile(dir=place, prefix=".gtmm-write-test-"):
+            pass
+    except OSError as e:
+        raise GtmmError(f"cannot write to {place} ({e.strerror or e}); choose a writable --out") from None
+
+
+def _check_run_dir(run_dir: Path, config: TrainConfig, overwrite: bool = False) -> bool:
+    """Whether `run_dir` holds this run (resume); an error when it holds another run (unless
+    `overwrite`) or files gtmm did not write, or cannot be written.
 
     Runs before any data is loaded or model built, so a wrong --out fails at once.
     """
+    _check_writable(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GtmmError(f"{run_dir} is a file, not a directory; choose another --out")
     if (run_dir / "config.json").exists():
+        if overwrite:
+            return False
         old = read_config(run_dir)
         diffs = [f"{k}: {getattr(old, k)!r} on disk vs {getattr(config, k)!r}" for k in _IDENTITY
                  if getattr(old, k) != getattr(config, k)]
         if diffs:
-            raise GtmmError(f"{run_dir} holds a different run ({'; '.join(diffs)}); choose another --out")
+            raise GtmmError(f"{run_dir} holds a different run ({'; '.join(diffs)}); choose another --out, or pass"
+                            " --overwrite to replace it")
         return True
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise GtmmError(f"{run_dir} exists and is not a gtmm run directory; choose another --out")
+    if run_dir.exists() and any(not is_atomic_temp(p) for p in run_dir.iterdir()):
+        raise GtmmError(f"{run_dir} exists and is not a gtmm run directory; choose another --out"
+                        " (--overwrite replaces only gtmm run directories)")
     return False
+
+
+@contextlib.contextmanager
+def _writing(path: Path, last_checkpoint: int | None = None):
+    """Turn a failed write (full disk, no permission, read-only disk) into a one-line GtmmError."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            kept = f" (step {last_checkpoint})" if last_checkpoint else ""
+            raise GtmmError(f"no space left on the device writing {path} ({reason}); free some space and run the same"
+                            f" command again: it resumes from the last checkpoint{kept}, which is kept") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise GtmmError(f"cannot write {path} ({reason}); choose a writable --out") from None
+        raise GtmmError(f"cannot write {path} ({reason}); check --out and the disk, then run the same command"
+                        " again") from None
+
+
+def _replace_run_dir(run_dir: Path) -> None:
+    """--overwrite: move the old run aside in one rename (a kill leaves either run whole), then delete it."""
+    if not run_dir.exists():
+        return
+    trash = run_dir.with_name(f".{run_dir.name}.overwritten-{os.getpid()}.tmp")
+    with _writing(run_dir):
+        os.replace(run_dir, trash)
+        shutil.rmtree(trash)
 
 
 def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelConfig, task: AbstractTask,
@@ -258,12 +422,13 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelCon
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
-          task: AbstractTask | None = None) -> dict:
+          task: AbstractTask | None = None, overwrite: bool = False) -> dict:
     """Train (or resume) a run in `run_dir` up to `config.steps`; returns a summary dict.
 
-    Resumes from the newest checkpoint when `run_dir` holds a run with the same settings.
+    Resumes from the newest checkpoint when `run_dir` holds a run with the same settings; refuses
+    a run directory that holds another run, unless `overwrite` (then that run is deleted first).
     """
-    return _train_runs(config, [Path(run_dir)], [config.seed], progress, task, "loop")[0]
+    return _train_runs(config, [Path(run_dir)], [config.seed], progress, task, "loop", overwrite)[0]
 
 
 def replica_dirs(out: str | os.PathLike, replicas: int) -> list[Path]:
@@ -271,7 +436,7 @@ def replica_dirs(out: str | os.PathLike, replicas: int) -> list[Path]:
 
 
 def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, progress: bool = True,
-                   task: AbstractTask | None = None, strategy: str = "auto") -> list[dict]:
+                   task: AbstractTask | None = None, strategy: str = "auto", overwrite: bool = False) -> list[dict]:
     """Train `replicas` independent runs together in one process: replica r has seed
     `config.seed + r` (its own initial parameters, keys and data stream) and is an ordinary run
     directory `out/replica-r`, so every command that reads a run reads a replica.
@@ -283,14 +448,16 @@ def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, p
     get trained alone.
     """
     check_positive("replicas", replicas)
+    check_seed(config.seed + replicas - 1, f"the last replica's seed (seed + replicas - 1 = {config.seed} +"
+               f" {replicas} - 1)")
     if strategy not in ("auto", "vmap", "loop"):
         raise GtmmError(f"unknown replica strategy {strategy!r}; choose auto, vmap or loop")
     if strategy == "auto":
         strategy = "loop" if jax.default_backend() == "cpu" else "vmap"
     out, dirs = Path(out), replica_dirs(out, replicas)
-    if out.exists() and any(p not in dirs for p in out.iterdir()):
+    if out.is_dir() and any(p not in dirs and not is_atomic_temp(p) for p in out.iterdir()):
         raise GtmmError(f"{out} holds files other than replica-0..{replicas - 1}; choose another --out")
-    return _train_runs(config, dirs, [config.seed + r for r in range(replicas)], progress, task, strategy)
+    return _train_runs(config, dirs, [config.seed + r for r in range(replicas)], progress, task, strategy, overwrite)
 
 
 def _stack(trees):
@@ -308,24 +475,24 @@ def _make_replica_step(optimizer: optax.GradientTransformation):
 
 
 def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], progress: bool,
-                task: AbstractTask | None, strategy: str) -> list[dict]:
+                task: AbstractTask | None, strategy: str, overwrite: bool = False) -> list[dict]:
     config.validate()
     configs = [replace(config, seed=seed) for seed in seeds]
-    resuming = [_check_run_dir(d, c) for d, c in zip(run_dirs, configs)]  # before any data or model
+    resuming = [_check_run_dir(d, c, overwrite) for d, c in zip(run_dirs, configs)]  # before any data or model
     enable_compile_cache()
     task = task or make_task(config.task, l=config.l, k=config.k)
     optimizer = make_optimizer(config)
-    models, opt_states = [], []
+    models, opt_states, model_configs = [], [], []
     for run_dir, cfg, resumed in zip(run_dirs, configs, resuming):
         model_config = read_model_config(run_dir) if resumed else cfg.model_config(task)
         model = build_model(cfg, model_config)
         models.append(model)
+        model_configs.append(model_config)
         opt_states.append(optimizer.init(eqx.filter(model, eqx.is_array)))
-        _write_run_config(run_dir, cfg, model_config, task, count_parameters(model))
 
     # All runs restart from the newest step every one of them has a checkpoint for (a kill
     # between two runs' saves leaves one ahead; it repeats those steps with the same numbers).
-    saved = [{step for step, _ in _checkpoint_paths(d)} for d in run_dirs]
+    saved = [{step for step, _ in _checkpoint_paths(d)} if resumed else set() for d, resumed in zip(run_dirs, resuming)]
     common = set.intersection(*saved)
     start = max(common) if common else 0
     while start:
@@ -335,6 +502,16 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             models, opt_states = [got[1] for got in loaded], [got[2] for got in loaded]
             break
         start = min(steps)  # a run's checkpoint at `start` did not load: go back to an older common one
+
+    # Everything is checked and loaded: only now is anything on disk changed.
+    for run_dir, cfg, model_config, model, resumed in zip(run_dirs, configs, model_configs, models, resuming):
+        if overwrite and not resumed:
+            _replace_run_dir(run_dir)
+        with _writing(run_dir, start):
+            _write_run_config(run_dir, cfg, model_config, task, count_parameters(model))
+            remove_atomic_temps(run_dir, ("config.json",))
+            remove_atomic_temps(run_dir / "checkpoints", ("step_",))
+            repair_jsonl(run_dir / "metrics.jsonl")
 
     if strategy == "vmap":
         params = _stack([eqx.filter(m, eqx.is_array) for m in models])
@@ -347,46 +524,58 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
     label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
     bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=label, unit="step", dynamic_ncols=True)
     losses = [float("nan")] * len(run_dirs)
+    last_saved = start
     t0 = time.time()
-    for step in range(start, config.steps):
-        batches = [task.batch("train", config.batch_size, c.seed, step) for c in configs]
-        keys = [step_key(c.seed, step) for c in configs]
-        if strategy == "vmap":
-            stacked_model, stacked_opt, loss_arr, kl, loglik = replica_step(
-                stacked_model, stacked_opt, jnp.asarray(np.stack([b.frames for b in batches])),
-                jnp.asarray(np.stack([b.context for b in batches])), jnp.stack(keys))
-            outputs = [(loss_arr[i], kl[i], loglik[i]) for i in range(len(run_dirs))]
-        else:
-            outputs = []
-            for i, (batch, key) in enumerate(zip(batches, keys)):
-                models[i], opt_states[i], loss_arr, kl, loglik = train_step(
-                    models[i], opt_states[i], jnp.asarray(batch.frames), jnp.asarray(batch.context), key)
-                outputs.append((loss_arr, kl, loglik))
-        for i, (run_dir, (loss_arr, kl, loglik)) in enumerate(zip(run_dirs, outputs)):
-            losses[i] = float(loss_arr)
-            if not np.isfinite(losses[i]):
-                raise GtmmError(f"loss became {losses[i]} at step {step + 1}; the last good checkpoint is kept in"
-                                f" {run_dir}")
-            kl = np.asarray(kl)
-            append_jsonl(run_dir / "metrics.jsonl", {
-                "step": step + 1,
-                "negative_bound": losses[i],
-                "kl_per_step": [round(float(v), 5) for v in kl],
-                "last_step_kl": float(kl[-1]),
-                "log_likelihood": float(np.sum(np.asarray(loglik))),
-                "wall_s": round(time.time() - t0, 3),
-            })
-        bar.set_postfix(loss=f"{np.mean(losses):.1f}", last_kl=f"{float(np.mean([o[1][-1] for o in outputs])):.2f}")
-        bar.update(1)
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            for i, run_dir in enumerate(run_dirs):
-                if strategy == "vmap":
-                    model_i = eqx.combine(_unstack(eqx.filter(stacked_model, eqx.is_array), i), static)
-                    opt_i = _unstack(stacked_opt, i)
-                else:
-                    model_i, opt_i = models[i], opt_states[i]
-                save_checkpoint(run_dir, step + 1, model_i, opt_i, config.keep_checkpoints)
-    bar.close()
+    try:  # the bar ends its line before any error is printed
+        for step in range(start, config.steps):
+            batches = [task.batch("train", config.batch_size, c.seed, step) for c in configs]
+            keys = [step_key(c.seed, step) for c in configs]
+            if strategy == "vmap":
+                stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = replica_step(
+                    stacked_model, stacked_opt, jnp.asarray(np.stack([b.frames for b in batches])),
+                    jnp.asarray(np.stack([b.context for b in batches])), jnp.stack(keys))
+                outputs = [(loss_arr[i], kl[i], loglik[i], grad_norm[i]) for i in range(len(run_dirs))]
+            else:
+                outputs = []
+                for i, (batch, key) in enumerate(zip(batches, keys)):
+                    models[i], opt_states[i], loss_arr, kl, loglik, grad_norm = train_step(
+                        models[i], opt_states[i], jnp.asarray(batch.frames), jnp.asarray(batch.context), key)
+                    outputs.append((loss_arr, kl, loglik, grad_norm))
+            for i, (run_dir, (loss_arr, kl, loglik, grad_norm)) in enumerate(zip(run_dirs, outputs)):
+                losses[i] = float(loss_arr)
+                norm = float(grad_norm)
+                if not (np.isfinite(losses[i]) and np.isfinite(norm)):
+                    kept = (f"the last checkpoint (step {last_saved}) is kept" if last_saved
+                            else "no checkpoint was saved")
+                    raise GtmmError(f"the loss ({losses[i]}) or its gradient (norm {norm}) became non-finite at step"
+                                    f" {step + 1} in {run_dir}; {kept} and nothing of that step was saved: train into a"
+                                    " new --out with a lower --lr or another --seed")
+                kl = np.asarray(kl)
+                with _writing(run_dir / "metrics.jsonl", last_saved):
+                    append_jsonl(run_dir / "metrics.jsonl", {
+                        "step": step + 1,
+                        "negative_bound": losses[i],
+                        "kl_per_step": [round(float(v), 5) for v in kl],
+                        "last_step_kl": float(kl[-1]),
+                        "log_likelihood": float(np.sum(np.asarray(loglik))),
+                        "grad_norm": norm,
+                        "wall_s": round(time.time() - t0, 3),
+                    })
+            bar.set_postfix(loss=f"{np.mean(losses):.1f}", last_kl=f"{float(np.mean([o[1][-1] for o in outputs])):.2f}")
+            bar.update(1)
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                for i, run_dir in enumerate(run_dirs):
+                    if strategy == "vmap":
+                        model_i = eqx.combine(_unstack(eqx.filter(stacked_model, eqx.is_array), i), static)
+                        opt_i = _unstack(stacked_opt, i)
+                    else:
+                        model_i, opt_i = models[i], opt_states[i]
+                    with _writing(run_dir / "checkpoints" / f"step_{step + 1:08d}.eqx", last_saved):
+                        save_checkpoint(run_dir, step + 1, model_i, opt_i, config.keep_checkpoints, configs[i],
+                                        model_configs[i])
+                last_saved = step + 1
+    finally:
+        bar.close()
     n_params = count_parameters(models[0])
     return [{"run_dir": str(d), "steps": config.steps, "resumed_from": start, "final_loss": loss,
              "parameters": n_params} for d, loss in zip(run_dirs, losses)]

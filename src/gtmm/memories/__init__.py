@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gtmm.errors import GtmmError
+from gtmm.memories.associative import AssociativeMemory
 from gtmm.memories.base import AbstractMemory, ControllerInput
 from gtmm.memories.dnc import DNCMemory
 from gtmm.memories.introspective import IntrospectiveMemory
@@ -16,6 +17,9 @@ MEMORIES: dict[str, type[AbstractMemory]] = {
     "ntm": NTMMemory,
     "lru": LRUMemory,
     "dnc": DNCMemory,
+    # Beyond the paper: the combined memory its conclusion proposes (latents read by position,
+    # content and succession).
+    "associative": AssociativeMemory,
 }
 
 # LSTM widths chosen so every model has about the paper's Table 1 parameter count
@@ -23,7 +27,11 @@ MEMORIES: dict[str, type[AbstractMemory]] = {
 # DNC controllers are narrow because their Psi = [5 reads of 32, h_t] feeds the prior,
 # posterior and observation maps, whose input layers grow with |Psi|; their memory
 # parameters do not depend on the number of slots.
-DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316, "ntm": 93, "lru": 92, "dnc": 93}
+DEFAULT_HIDDEN = {"vrnn": 222, "introspective": 316, "ntm": 93, "lru": 92, "dnc": 93, "associative": 300}
+# The same for the 3D networks of appendix B.2 (latent 256, 768 image features, T = 30), near
+# Table 1's 5.91-5.99 M; `gtmm info --task rotation-3d` prints the counts.
+DEFAULT_HIDDEN_3D = {"vrnn": 320, "introspective": 150, "ntm": 51, "lru": 49, "dnc": 51, "associative": 95}
+DEFAULT_HIDDEN_BY_NETWORK = {"inception": DEFAULT_HIDDEN, "two-pathway": DEFAULT_HIDDEN_3D}
 
 
 def check_model(name: str) -> None:
@@ -31,4 +39,4 @@ def check_model(name: str) -> None:
         raise GtmmError(f"unknown model {name!r}; choose one of: {', '.join(MEMORIES)}")
 
 
-__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "DEFAULT_HIDDEN", "check_model"]
+__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK", "check_model"]

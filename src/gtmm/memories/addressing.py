@@ -39,13 +39,28 @@ def weighted_softmax(activations: Float[Array, "heads slots"],
 
 
 def content_weights(memory: Float[Array, "slots word"], keys: Float[Array, "heads word"],
-                    strengths: Float[Array, " heads"]) -> Float[Array, "heads slots"]:
+                    strengths: Float[Array, " heads"], top_k: int | None = None) -> Float[Array, "heads slots"]:
     """Content-based attention w = softmax(softplus(beta_raw) * K(k, M))  (eq. 15; reference `CosineWeights`).
 
     `strengths` are the controller's raw outputs; the softplus makes beta >= 0. Each row sums
-    to one; an all-zero memory or key gives the uniform weighting, never NaN.
+    to one; an all-zero memory or key gives the uniform weighting, never NaN. With `top_k`, only
+    the k most similar slots of each head get weight (`sparse_softmax`).
     """
+    if top_k is not None and top_k < memory.shape[0]:
+        return sparse_softmax(cosine_similarity(memory, keys) * jax.nn.softplus(strengths)[:, None], top_k)
     return weighted_softmax(cosine_similarity(memory, keys), jax.nn.softplus(strengths))
+
+
+def sparse_softmax(logits: Float[Array, "heads slots"], k: int) -> Float[Array, "heads slots"]:
+    """Softmax over the k largest logits of each row, zero elsewhere (sparse reads, Rae et al. 2016).
+
+    Gradients reach only the k selected entries. Ties are broken towards the lower slot index
+    (`lax.top_k`). Rows of -inf beyond the k-th finite entry get zero weight; an all -inf row is
+    the caller's to mask.
+    """
+    values, index = jax.lax.top_k(logits, k)
+    rows = jnp.arange(logits.shape[0])[:, None]
+    return jnp.zeros_like(logits).at[rows, index].set(jax.nn.softmax(values, axis=-1))
 
 
 def read_memory(weights: Float[Array, "heads slots"], memory: Float[Array, "slots word"]) -> Float[Array, "heads word"]:

@@ -29,6 +29,7 @@ class AbstractMemory(eqx.Module):
     """A memory system: controller plus store, stepped inside the model's `lax.scan`."""
 
     context_size: eqx.AbstractVar[int]  # |Psi|
+    content_addressed = False  # reads by content similarity (takes `top_k`)
 
     @classmethod
     def default_slots(cls, sequence_length: int) -> int:

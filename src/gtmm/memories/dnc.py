@@ -169,7 +169,8 @@ def read_weights(content: Float[Array, "reads slots"], forward: Float[Array, "re
 
 # ---------------------------------------------------------------- one access step (`MemoryAccess._build`)
 
-def access_step(interface: DNCInterface, prev: AccessState) -> tuple[Float[Array, "reads word"], AccessState]:
+def access_step(interface: DNCInterface, prev: AccessState,
+                top_k: int | None = None) -> tuple[Float[Array, "reads word"], AccessState]:
     """Free, allocate and write, link, then read the memory just written (reference `MemoryAccess._build`).
 
     1. u_t from the previous write and read weights and the free gates;
@@ -178,12 +179,12 @@ def access_step(interface: DNCInterface, prev: AccessState) -> tuple[Float[Array
     5. w^r_t from content on M_t and the links from w^r_{t-1};  6. reads phi^r_t = w^r_t M_t (eq. 16).
     """
     usage = updated_usage(prev.write_weights, interface.free_gate, prev.read_weights, prev.usage)
-    write_content = content_weights(prev.memory, interface.write_keys, interface.write_strengths)
+    write_content = content_weights(prev.memory, interface.write_keys, interface.write_strengths, top_k)
     allocation = write_allocation_weights(usage, interface.allocation_gate * interface.write_gate)
     w_write = write_weights(write_content, allocation, interface.allocation_gate, interface.write_gate)
     memory = erase_and_write(prev.memory, w_write, interface.erase_vectors, interface.write_vectors)
     linkage = updated_linkage(w_write, prev.linkage)
-    w_read = read_weights(content_weights(memory, interface.read_keys, interface.read_strengths),
+    w_read = read_weights(content_weights(memory, interface.read_keys, interface.read_strengths, top_k),
                           directional_read_weights(linkage.link, prev.read_weights, forward=True),
                           directional_read_weights(linkage.link, prev.read_weights, forward=False),
                           interface.read_mode)
@@ -234,10 +235,13 @@ class DNCMemory(AbstractMemory):
     write_heads: int = eqx.field(static=True)
     word_size: int = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
+    top_k: int | None = eqx.field(static=True)
+    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
-                 read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, key: PRNGKeyArray,
-                 **_: int):
+                 read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
+                 key: PRNGKeyArray, **_: int):
+        self.top_k = top_k
         k1, k2 = jax.random.split(key)
         self.word_size = word_size or latent_size
         self.hidden_size, self.slots, self.read_heads, self.write_heads = hidden_size, slots, read_heads, write_heads
@@ -270,6 +274,6 @@ class DNCMemory(AbstractMemory):
     def __call__(self, inputs: ControllerInput, state: DNCState) -> tuple[Float[Array, " psi"], DNCState]:
         x = jnp.concatenate([inputs.latent, inputs.context, state.reads.reshape(-1)])
         h, c = self.lstm(x, (state.h, state.c))  # eq. 13
-        reads, access = access_step(self.interface_from(h), state.access)
+        reads, access = access_step(self.interface_from(h), state.access, self.top_k)
         psi = jnp.concatenate([reads.reshape(-1), h])
         return psi, DNCState(h, c, reads, access)

@@ -94,11 +94,14 @@ class LRUMemory(AbstractMemory):
     word_size: int = eqx.field(static=True)
     usage_decay: float = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
+    top_k: int | None = eqx.field(static=True)
+    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, word_size: int | None = None, usage_decay: float = USAGE_DECAY,
-                 key: PRNGKeyArray, **_: int):
+                 top_k: int | None = None, key: PRNGKeyArray, **_: int):
         self.check_settings(slots=slots, read_heads=read_heads)
+        self.top_k = top_k
         k1, k2 = jax.random.split(key)
         self.word_size = word_size or latent_size
         self.hidden_size, self.slots, self.read_heads, self.usage_decay = hidden_size, slots, read_heads, usage_decay
@@ -134,7 +137,7 @@ class LRUMemory(AbstractMemory):
         least_used = least_used_weights(state.usage, self.read_heads)
         w_write = lru_write_weights(state.read_weights, least_used, jax.nn.sigmoid(p["write_gate"]))
         memory = lru_write(clear_least_used(state.memory, least_used), w_write, p["values"])
-        w_read = content_weights(memory, p["keys"], p["strengths"])  # eq. 14-15
+        w_read = content_weights(memory, p["keys"], p["strengths"], self.top_k)  # eq. 14-15
         reads = read_memory(w_read, memory)  # eq. 16
         usage = lru_usage(state.usage, w_read, w_write, self.usage_decay)
         psi = jnp.concatenate([reads.reshape(-1), h])

@@ -55,13 +55,13 @@ def sharpen(weights: Float[Array, "heads slots"], gamma: Float[Array, " heads"])
 
 def ntm_weights(memory: Float[Array, "slots word"], keys: Float[Array, "heads word"], strengths: Float[Array, " heads"],
                 gate: Float[Array, " heads"], shift: Float[Array, "heads 3"], gamma: Float[Array, " heads"],
-                previous: Float[Array, "heads slots"]) -> Float[Array, "heads slots"]:
+                previous: Float[Array, "heads slots"], top_k: int | None = None) -> Float[Array, "heads slots"]:
     """The NTM addressing pipeline: content focus -> interpolation -> shift -> sharpening (Fig. 2 of Graves et al.).
 
     `strengths` are raw (softplus inside `content_weights`); `gate` in [0, 1]; `shift` rows sum
     to one; `gamma` >= 1. Rows sum to at most one.
     """
-    w = content_weights(memory, keys, strengths)
+    w = content_weights(memory, keys, strengths, top_k)
     w = interpolate(w, previous, gate)
     w = circular_shift(w, shift)
     return sharpen(w, gamma)
@@ -106,11 +106,14 @@ class NTMMemory(AbstractMemory):
     write_heads: int = eqx.field(static=True)
     word_size: int = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
+    top_k: int | None = eqx.field(static=True)
+    content_addressed = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
-                 read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, key: PRNGKeyArray,
-                 **_: int):
+                 read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
+                 key: PRNGKeyArray, **_: int):
         self.check_settings(slots=slots)
+        self.top_k = top_k
         k1, k2 = jax.random.split(key)
         self.word_size = word_size or latent_size
         self.hidden_size, self.slots, self.read_heads, self.write_heads = hidden_size, slots, read_heads, write_heads
@@ -134,7 +137,7 @@ class NTMMemory(AbstractMemory):
         """Squash one kind of head's parameters (sigmoid gate, softmax shift, gamma = 1 + softplus) and address."""
         return ntm_weights(memory, p[f"{prefix}_keys"], p[f"{prefix}_strengths"], jax.nn.sigmoid(p[f"{prefix}_gate"]),
                            jax.nn.softmax(p[f"{prefix}_shift"], axis=-1), 1 + jax.nn.softplus(p[f"{prefix}_gamma"]),
-                           previous)
+                           previous, self.top_k)
 
     def initial_state(self) -> NTMState:
         zeros = jnp.zeros(self.hidden_size)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 from gtmm.data.common import ImageDataset
 from gtmm.errors import GtmmError
 from gtmm.tasks.base import AbstractTask, Batch
@@ -9,16 +12,27 @@ from gtmm.tasks.dynamic_dependency import DynamicDependency
 from gtmm.tasks.mnist_maze import MnistMaze
 from gtmm.tasks.parity_recall import ParityRecall
 from gtmm.tasks.perfect_recall import OneShotRecall, PerfectRecall
+from gtmm.tasks.rotation_3d import Rotation3D
 from gtmm.tasks.similarity_cued_recall import SimilarityCuedRecall
 
 TASKS: dict[str, type[AbstractTask]] = {cls.name: cls for cls in (
-    PerfectRecall, ParityRecall, OneShotRecall, DynamicDependency, SimilarityCuedRecall, MnistMaze)}
+    PerfectRecall, ParityRecall, OneShotRecall, DynamicDependency, SimilarityCuedRecall, MnistMaze, Rotation3D)}
 # Datasets each task draws from; loaders are called lazily so unused data is never read.
 TASK_DATASET = {PerfectRecall.name: "mnist", ParityRecall.name: "mnist", OneShotRecall.name: "omniglot",
-                DynamicDependency.name: "mnist", SimilarityCuedRecall.name: "mnist", MnistMaze.name: "mnist"}
+                DynamicDependency.name: "mnist", SimilarityCuedRecall.name: "mnist", MnistMaze.name: "mnist",
+                Rotation3D.name: "rotation-3d"}
 
 
 def load_dataset(name: str) -> ImageDataset:
+    """The dataset `name` from the data directory, loaded once per process and directory: a report
+    over many runs would otherwise re-read (and, offline, re-probe the network for) it per run."""
+    from gtmm.data import data_dir
+
+    return _load_dataset(name, str(data_dir()), os.environ.get("GTMM_OFFLINE", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_dataset(name: str, directory: str, offline: str) -> ImageDataset:
     if name == "mnist":
         from gtmm.data.mnist import load_mnist
 
@@ -27,6 +41,10 @@ def load_dataset(name: str) -> ImageDataset:
         from gtmm.data.omniglot import load_omniglot
 
         return load_omniglot()
+    if name == "rotation-3d":
+        from gtmm.data.rotation3d import load_rotation3d
+
+        return load_rotation3d()
     raise GtmmError(f"unknown dataset {name!r}")
 
 
@@ -53,5 +71,5 @@ def make_task(name: str, dataset: ImageDataset | None = None, **params) -> Abstr
 
 
 __all__ = ["AbstractTask", "Batch", "DynamicDependency", "MnistMaze", "OneShotRecall", "ParityRecall",
-           "PerfectRecall", "SimilarityCuedRecall", "TASKS", "TASK_DATASET", "load_dataset", "make_task",
+           "PerfectRecall", "Rotation3D", "SimilarityCuedRecall", "TASKS", "TASK_DATASET", "load_dataset", "make_task",
            "task_params"]

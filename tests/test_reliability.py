@@ -1,0 +1,272 @@
+"""Issue 8: no NaN, no lost run, exact resume, clear errors.
+
+The fast part; scripts/reliability.py runs the long sweeps (every model and task for many steps,
+ten kills, every bad input).
+"""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+import gtmm
+import gtmm.train as gt
+from gtmm._io import read_jsonl, repair_jsonl
+from gtmm.errors import GtmmError
+from gtmm.train import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    _checkpoint_paths,
+    load_trained,
+    make_optimizer,
+    read_checkpoint,
+    read_metrics,
+    train,
+)
+from tests.conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+EVERY = 2
+
+
+def _tiny(steps: int, **kw) -> TrainConfig:
+    """The configuration of test_train's tiny runs (one compiled step for the whole session)."""
+    return TrainConfig(model="introspective", l=3, k=2, steps=steps, batch_size=2, checkpoint_every=EVERY,
+                       model_overrides={"hidden_size": 16, "map_hidden": 16}, **kw)
+
+
+def _numbers(run: Path, up_to: int | None = None) -> list[dict]:
+    """Metrics by step, wall-clock time aside: what must be bit-identical."""
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in read_metrics(run)
+            if up_to is None or r["step"] <= up_to]
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def _params(run: Path) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(load_trained(run)[2], eqx.is_array))]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, recall_task) -> Path:
+    """8 steps never interrupted: the reference every other run here must equal."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    train(_tiny(8), run, progress=False, task=recall_task)
+    return run
+
+
+def test_resume_is_bit_identical(straight, tmp_path, recall_task):
+    """Stopped after 5 steps and resumed to 8: every metric and parameter equals the straight run's."""
+    run = tmp_path / "run"
+    train(_tiny(5), run, progress=False, task=recall_task)
+    assert train(_tiny(8), run, progress=False, task=recall_task)["resumed_from"] == 5
+    assert _numbers(run) == _numbers(straight)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(straight)))
+
+
+def test_same_seed_same_metrics(straight, tmp_path, recall_task):
+    train(_tiny(8), tmp_path / "again", progress=False, task=recall_task)
+    assert _numbers(tmp_path / "again") == _numbers(straight)
+    assert _numbers(straight)[0]["grad_norm"] > 0
+
+
+def test_checkpoints_hold_what_a_run_needs(straight):
+    assert [s for s, _ in _checkpoint_paths(straight)] == [4, 6, 8]  # keep_checkpoints = 3
+    assert not [p for p in straight.rglob("*") if p.name.endswith(".tmp")]
+    model = load_trained(straight)[2]
+    opt = make_optimizer(_tiny(8)).init(eqx.filter(model, eqx.is_array))
+    for step, path in _checkpoint_paths(straight):
+        header, _, _ = read_checkpoint(path, model, opt)
+        assert header["format"] == CHECKPOINT_FORMAT and header["gtmm_version"] == gtmm.__version__
+        assert header["step"] == step and header["next_batch"] == {"seed": 0, "step": step}
+        assert TrainConfig(**header["train"]) == _tiny(8)
+        assert header["model"]["model"] == "introspective" and header["model"]["hidden_size"] == 16
+        assert {"jax_version", "equinox_version", "optax_version", "payload_sha256"} <= set(header)
+
+
+def test_damaged_checkpoint_falls_back_and_another_format_is_refused(straight, tmp_path, recall_task, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    newest = _checkpoint_paths(run)[-1][1]
+    data = bytearray(newest.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit in the arrays
+    newest.write_bytes(bytes(data))
+    assert load_trained(run)[3] == 6
+    assert "damaged" in capsys.readouterr().err
+
+    newest.write_bytes(bytes(data).replace(b'"format": 1', b'"format": 2', 1))
+    before = _files(run)
+    for attempt in (lambda: train(_tiny(10), run, progress=False, task=recall_task), lambda: load_trained(run)):
+        with pytest.raises(GtmmError, match="checkpoint format 2") as err:
+            attempt()
+        assert "\n" not in str(err.value) and "train into a new --out" in str(err.value)
+    assert _files(run) == before  # config.json included: nothing is written before checkpoints load
+
+
+def test_checkpoints_of_gtmm_before_headers_still_load(straight, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    newest = _checkpoint_paths(run)[-1][1]
+    data = newest.read_bytes()
+    newest.write_bytes(data[data.index(b"\n", len(gt._MAGIC)) + 1:])  # arrays only, as before format 1
+    assert load_trained(run)[3] == 8
+    assert all(np.array_equal(a, b) for a, b in zip(_params(run), _params(straight)))
+
+
+def _enospc(*_):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_while_saving_keeps_the_last_checkpoint(straight, tmp_path, recall_task, monkeypatch):
+    run = tmp_path / "run"
+    train(_tiny(2), run, progress=False, task=recall_task)
+    kept = _files(run / "checkpoints")
+    real_write = gt.write_bytes_atomic
+
+    def full_disk(path, data):  # the real atomic write, on a disk that fills up before its fsync
+        with monkeypatch.context() as m:
+            m.setattr(os, "fsync", _enospc)
+            real_write(path, data)
+
+    monkeypatch.setattr(gt, "write_bytes_atomic", full_disk)
+    with pytest.raises(GtmmError, match="no space left") as err:
+        train(_tiny(4), run, progress=False, task=recall_task)
+    assert "\n" not in str(err.value) and "resumes from the last checkpoint (step 2)" in str(err.value)
+    assert _files(run / "checkpoints") == kept  # no temporary file left, the old checkpoint untouched
+    monkeypatch.undo()
+    assert train(_tiny(4), run, progress=False, task=recall_task)["resumed_from"] == 2
+    assert _numbers(run) == _numbers(straight, up_to=4)
+
+
+def test_full_disk_while_logging_leaves_a_torn_line_that_resume_cuts_off(straight, tmp_path, recall_task,
+                                                                          monkeypatch):
+    run = tmp_path / "run"
+    real_append = gt.append_jsonl
+
+    def append(path, record):
+        if record["step"] == 3:  # half the line reaches the disk, then the disk is full
+            with open(path, "a") as f:
+                f.write(json.dumps(record)[:25])
+            _enospc()
+        real_append(path, record)
+
+    monkeypatch.setattr(gt, "append_jsonl", append)
+    with pytest.raises(GtmmError, match="no space left"):
+        train(_tiny(4), run, progress=False, task=recall_task)
+    assert not (run / "metrics.jsonl").read_bytes().endswith(b"\n")
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]  # readers skip the torn line
+    monkeypatch.undo()
+    train(_tiny(4), run, progress=False, task=recall_task)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]  # every line parses again
+    assert _numbers(run) == _numbers(straight, up_to=4)
+
+
+def test_repair_jsonl_cuts_only_a_torn_tail(tmp_path):
+    log = tmp_path / "m.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n')
+    assert not repair_jsonl(log) and log.read_text() == '{"step": 1}\n{"step": 2}\n'
+    log.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert repair_jsonl(log) and log.read_text() == '{"step": 1}\n{"step": 2}\n'
+    log.write_text('{"st')
+    assert repair_jsonl(log) and log.read_text() == ""
+    assert read_jsonl(log) == []
+
+
+def test_nonfinite_loss_stops_before_anything_is_saved(tmp_path, recall_task):
+    class Poisoned(type(recall_task)):
+        def __init__(self):
+            self.__dict__.update(recall_task.__dict__)
+
+        def batch(self, split, batch_size, seed, step):
+            b = super().batch(split, batch_size, seed, step)
+            return b._replace(frames=b.frames * np.nan) if step >= 2 else b
+
+    run = tmp_path / "run"
+    with pytest.raises(GtmmError, match="non-finite at step 3") as err:
+        train(_tiny(4), run, progress=False, task=Poisoned())
+    assert "the last checkpoint (step 2) is kept" in str(err.value) and "\n" not in str(err.value)
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    assert [s for s, _ in _checkpoint_paths(run)] == [2]
+
+
+def test_overwrite_replaces_a_run_only_when_asked(tmp_path, recall_task):
+    run = tmp_path / "run"
+    train(_tiny(1), run, progress=False, task=recall_task)
+    (run / "evaluation.json").write_text("{}")
+    with pytest.raises(GtmmError, match="different run .*--overwrite"):
+        train(_tiny(1, seed=1), run, progress=False, task=recall_task)
+    train(_tiny(1, seed=1), run, progress=False, task=recall_task, overwrite=True)
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 1
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+    assert not [p for p in tmp_path.iterdir() if p.name != "run"]  # the old run is gone, not left aside
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(GtmmError, match="not a gtmm run directory"):
+        train(_tiny(1), other, progress=False, task=recall_task, overwrite=True)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_killed_run_resumes_losing_at_most_a_checkpoint_interval(straight, tmp_path, recall_task):
+    """SIGKILL a training process at a random moment: every checkpoint loads, the log parses, at
+    most EVERY steps are redone, and the resumed run equals the one never interrupted."""
+    run = tmp_path / "run"
+    code = (  # the tiny run, 0.1 s slower a step so that it is surely mid-run when killed
+        "import sys, time\n"
+        "from gtmm.tasks import make_task\n"
+        "from gtmm.train import TrainConfig, train\n"
+        "task = make_task('perfect-recall', l=3, k=2)\n"
+        "batch = task.batch\n"
+        "task.batch = lambda *a: (time.sleep(0.1), batch(*a))[1]\n"
+        f"train(TrainConfig(**{_tiny(40).__dict__!r}), sys.argv[1], progress=False, task=task)\n")
+    env = dict(os.environ, GTMM_DATA=str(SHARED_DATA), GTMM_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], env=env, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(read_metrics(run)) < 3 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(np.random.default_rng().uniform(0, 0.3))
+    assert proc.poll() is None, proc.stderr.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+    logged = max(r["step"] for r in read_metrics(run))
+    model = load_trained(run)[2]
+    opt = make_optimizer(_tiny(8)).init(eqx.filter(model, eqx.is_array))
+    for step, path in _checkpoint_paths(run):
+        assert read_checkpoint(path, model, opt)[0]["step"] == step  # every checkpoint loads
+    newest = _checkpoint_paths(run)[-1][0]
+    assert 0 <= logged - newest <= EVERY and newest < 8, (logged, newest)
+    assert train(_tiny(8), run, progress=False, task=recall_task)["resumed_from"] == newest
+    assert all(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+    assert _numbers(run) == _numbers(straight)  # across processes, too
+
+
+def test_every_model_trains_under_debug_nans_on_adversarial_frames():
+    """A tiny configuration of every model, two steps on batches of the four adversarial inputs
+    (all-black, all-white, one frame repeated, maximum-contrast noise: one sequence each), under
+    jax_debug_nans; in a fresh process, where XLA optimises less so that it compiles faster.
+    Real digits under debug_nans, every task and longer runs: scripts/reliability.py."""
+    env = dict(os.environ, GTMM_DATA=str(SHARED_DATA), GTMM_OFFLINE="1",
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip())
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "reliability.py"), "--checks", "numerics",
+                           "--debug-nans", "--seeds", "1", "--steps", "2", "--batch-size", "4", "--tasks", "",
+                           "--adversarial", "mixed"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 models x 1 inputs" in proc.stdout and "no NaN or Inf anywhere" in proc.stdout, proc.stdout
