@@ -82,17 +82,6 @@ def test_parameter_counts_match_table_1():
     assert all(1.80e6 < c < 1.95e6 for c in counts.values()), counts
 
 
-def test_subpixel_upsampling_convolution_equals_xla_convolution():
-    """The decoder's 2x2 convolution is computed as one matrix product (networks.py); it must be
-    the same function as the convolution whose weights it holds."""
-    from gtmm.networks import SubPixelUp, conv2x2_as_matmul
-
-    up = SubPixelUp(6, 5, key=jax.random.PRNGKey(0))
-    x = jax.random.normal(jax.random.PRNGKey(1), (6, 7, 9))
-    np.testing.assert_allclose(np.asarray(conv2x2_as_matmul(up.conv, x)), np.asarray(up.conv(x)), atol=1e-5)
-    assert up(x).shape == (5, 14, 18)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_task_context_reaches_the_controller(mnist, name):
     """The maze's actions c_t flow from the task into the model config and change the free energy."""

@@ -8,6 +8,28 @@ Normalisation: the paper used batch normalisation. We use group normalisation (o
 parallel stream) so that a frame's encoding depends on that frame only: no running statistics,
 identical behaviour in training, evaluation and generation, and batch-of-B == B-runs-of-one.
 
+Layout and convolutions: the layers work on channels-last frames `[height, width, channel]`, and
+the convolutions that XLA's CPU backend runs badly are computed as matrix products instead: with
+one input channel (the first block), one output channel (the output convolution) and the 2x2
+sub-pixel convolutions, XLA's convolution and its gradients ran at a few GFLOP/s
+(docs/results/speed.md). The second blocks and the strided convolutions stay XLA convolutions,
+which were as fast as any matrix-product form there. The parameters stay Equinox `Conv2d`
+layers in PyTorch's `[out, in, kh, kw]` layout, so the function class, the parameter count and
+the initialisation are unchanged; `tests/test_networks.py` checks every layer, and the whole
+encoder and decoder with their gradients, against Equinox's own `Conv2d` / `GroupNorm` calls.
+The two matrix-product forms:
+
+- input side (`im2col`): gather the k*k shifted copies of the input, `[h, w, k*k*cin]`, one
+  product with the `[k*k*cin, cout]` weight. Used for the 2x2 sub-pixel convolutions and the
+  first block, whose four streams share one 7x7 patch of the single input channel, their
+  kernels zero-embedded in it.
+- output side (`col2im`): one product of the input with every tap's weights, `[h, w, k*k*cout]`,
+  then the shifted tap planes are summed. Used for the 7x7 output convolution (one channel).
+
+`im2col` and `col2im` are each other's transposes; each is given the other as its gradient
+(`jax.custom_vjp`), since autodiff of a gather or of a sum of shifted planes builds k*k
+full-size padded copies.
+
 Upsampling in the decoder: a 3x3 convolution to 4x the channels followed by depth-to-space
 (sub-pixel convolution) instead of a stride-2 transposed convolution. It has the same receptive
 field and output shape; on XLA's CPU backend the transposed convolution's weight gradient was
@@ -16,16 +38,153 @@ about 10x slower than its forward pass (PERFORMANCE.md).
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 KERNEL_SIZES = (1, 3, 5, 7)
 
 
+# ---------------------------------------------------------------- convolution as matrix products
+
+def _out_size(size: int, k: int, stride: int, lo: int, hi: int) -> int:
+    return (size + lo + hi - k) // stride + 1
+
+
+def _im2col(x: Float[Array, "h w c"], k: int, stride: int, lo: int, hi: int) -> Float[Array, "ho wo kk c"]:
+    # One gather of channel vectors: XLA's CPU backend compiles and runs it several times faster
+    # than a concatenation of k*k shifted slices.
+    h, w, c = x.shape
+    ho, wo = _out_size(h, k, stride, lo, hi), _out_size(w, k, stride, lo, hi)
+    xp = jnp.pad(x, ((lo, hi), (lo, hi), (0, 0)))
+    rows = stride * np.arange(ho)[:, None, None, None] + np.arange(k)[None, None, :, None]
+    cols = stride * np.arange(wo)[None, :, None, None] + np.arange(k)[None, None, None, :]
+    index = (rows * (w + lo + hi) + cols).reshape(-1)
+    return jnp.take(xp.reshape(-1, c), index, axis=0).reshape(ho, wo, k * k, c)
+
+
+def _col2im(taps: Float[Array, "ho wo kk c"], k: int, stride: int, lo: int, hi: int, h: int,
+            w: int) -> Float[Array, "h w c"]:
+    # A loop over the kernel's rows, each adding its k taps (shifted, one fused sum) into a band of
+    # the padded output. The loop also makes XLA materialise the result: as one fused k*k-term
+    # sum it was fused into a following `im2col` gather and recomputed for every tap.
+    ho, wo, _, c = taps.shape
+    hp, wp = h + lo + hi, w + lo + hi
+    band = stride * (ho - 1) + 1
+
+    def add_row(i, out):
+        row = jax.lax.dynamic_slice_in_dim(taps, i * k, k, axis=2)
+        total = 0.0
+        for j in range(k):
+            config = ((0, 0, stride - 1), (j, wp - j - (stride * (wo - 1) + 1), stride - 1), (0, 0, 0))
+            total = total + jax.lax.pad(row[:, :, j], jnp.zeros((), taps.dtype), config)
+        current = jax.lax.dynamic_slice(out, (i, 0, 0), (band, wp, c))
+        return jax.lax.dynamic_update_slice(out, current + total, (i, 0, 0))
+
+    out = jax.lax.fori_loop(0, k, add_row, jnp.zeros((max(hp, k - 1 + band), wp, c), taps.dtype))
+    return out[lo: lo + h, lo: lo + w]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def im2col(x: Float[Array, "h w c"], k: int, stride: int, lo: int, hi: int) -> Float[Array, "ho wo kk c"]:
+    """taps[a, b, i*k + j] = x_padded[stride*a + i, stride*b + j]; padding `lo` before, `hi` after."""
+    return _im2col(x, k, stride, lo, hi)
+
+
+def _im2col_fwd(x, k, stride, lo, hi):
+    return _im2col(x, k, stride, lo, hi), x.shape[:2]
+
+
+def _im2col_bwd(k, stride, lo, hi, hw, g):
+    return (_col2im(g, k, stride, lo, hi, *hw),)
+
+
+im2col.defvjp(_im2col_fwd, _im2col_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5, 6))
+def col2im(taps: Float[Array, "ho wo kk c"], k: int, stride: int, lo: int, hi: int, h: int,
+           w: int) -> Float[Array, "h w c"]:
+    """The transpose of `im2col`: every tap added back where `im2col` took it from."""
+    return _col2im(taps, k, stride, lo, hi, h, w)
+
+
+def _col2im_fwd(taps, k, stride, lo, hi, h, w):
+    return _col2im(taps, k, stride, lo, hi, h, w), None
+
+
+def _col2im_bwd(k, stride, lo, hi, h, w, _, g):
+    return (_im2col(g, k, stride, lo, hi),)
+
+
+col2im.defvjp(_col2im_fwd, _col2im_bwd)
+
+
+def _check_square(conv: eqx.nn.Conv2d) -> int:
+    k = conv.kernel_size[0]
+    if conv.kernel_size != (k, k) or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError("only square, undilated, ungrouped kernels")
+    return k
+
+
+def conv_input_side(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "ho wo cout"]:
+    """`conv` on a channels-last frame by im2col: one product with the `[k*k*cin, cout]` weight."""
+    return _conv_input_side(conv.weight, conv.bias, x, conv.stride[0], *conv.padding[0])
+
+
+def _conv_input_side(weight, bias, x, stride, lo, hi):
+    cout, cin, k, _ = weight.shape
+    taps = im2col(x, k, stride, lo, hi)
+    ho, wo = taps.shape[:2]
+    out = taps.reshape(ho * wo, k * k * cin) @ weight.transpose(2, 3, 1, 0).reshape(k * k * cin, cout)
+    out = out.reshape(ho, wo, cout)
+    return out if bias is None else out + bias.reshape(cout)
+
+
+def _output_side_matrix(weight: Float[Array, "cout cin k k"]) -> Float[Array, "cin kkcout"]:
+    """Columns [(i, j), o] of the flipped kernel, so that `col2im` of `x @ matrix` is the convolution."""
+    cout, cin, k, _ = weight.shape
+    return weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(cin, k * k * cout)
+
+
+def _sum_taps(y: Float[Array, "hw kkcout"], k: int, cout: int, h: int, w: int) -> Float[Array, "h w cout"]:
+    r = k // 2
+    return col2im(y.reshape(h, w, k * k, cout), k, 1, r, r, h, w)
+
+
+def conv_output_side(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "h w cout"]:
+    """A stride-1, same-padded `conv` on a channels-last frame: one product of the input with every
+    tap's weights, then the shifted tap planes summed (`col2im`). Cheap where `cout` is small."""
+    k = _check_square(conv)
+    if conv.stride != (1, 1) or conv.padding != ((k // 2, k // 2), (k // 2, k // 2)):
+        raise ValueError("output-side convolution needs stride 1 and same padding")
+    h, w, cin = x.shape
+    cout = conv.weight.shape[0]
+    y = x.reshape(h * w, cin) @ _output_side_matrix(conv.weight)
+    out = _sum_taps(y, k, cout, h, w)
+    return out if conv.bias is None else out + conv.bias.reshape(cout)
+
+
+def conv_xla(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "ho wo cout"]:
+    """`conv` on a channels-last frame by XLA's convolution (fast enough on the CPU backend when
+    there are many input and output channels: the second blocks and the strided convolutions)."""
+    out = jax.lax.conv_general_dilated(x[None], conv.weight, conv.stride, conv.padding, rhs_dilation=conv.dilation,
+                                       feature_group_count=conv.groups,
+                                       dimension_numbers=("NHWC", "OIHW", "NHWC"))[0]
+    return out if conv.bias is None else out + conv.bias.reshape(-1)
+
+
 class InceptionBlock(eqx.Module):
-    """Four parallel same-padded convolutions (1x1, 3x3, 5x5, 7x7), concatenated (Fig. 18)."""
+    """Four parallel same-padded convolutions (1x1, 3x3, 5x5, 7x7), concatenated (Fig. 18).
+
+    Works on a channels-last frame `[h, w, cin]`. With few input channels the streams' kernels
+    are zero-embedded in one 7x7 kernel over a shared input patch (one matrix product); otherwise
+    each stream is an XLA convolution (module docstring).
+    """
 
     convs: tuple[eqx.nn.Conv2d, ...]
 
@@ -35,15 +194,27 @@ class InceptionBlock(eqx.Module):
             eqx.nn.Conv2d(in_channels, per_stream, k, padding=k // 2, key=kk) for k, kk in zip(KERNEL_SIZES, keys)
         )
 
-    def __call__(self, x: Float[Array, "cin h w"]) -> Float[Array, "cout h w"]:
-        return jnp.concatenate([conv(x) for conv in self.convs], axis=0)
+    def __call__(self, x: Float[Array, "h w cin"]) -> Float[Array, "h w cout"]:
+        kmax = max(KERNEL_SIZES)
+        if x.shape[-1] * kmax * kmax <= sum(c.out_channels * c.kernel_size[0] ** 2 for c in self.convs):
+            return self._shared_patch(x)
+        return jnp.concatenate([conv_xla(c, x) for c in self.convs], axis=-1)
+
+    def _shared_patch(self, x: Float[Array, "h w cin"]) -> Float[Array, "h w cout"]:
+        kmax = max(KERNEL_SIZES)
+        weight = jnp.concatenate([jnp.pad(c.weight, ((0, 0), (0, 0), ((kmax - k) // 2,) * 2, ((kmax - k) // 2,) * 2))
+                                  for c, k in zip(self.convs, KERNEL_SIZES)], axis=0)
+        bias = jnp.concatenate([c.bias for c in self.convs])
+        return _conv_input_side(weight, bias, x, 1, kmax // 2, kmax // 2)
 
 
-def depth_to_space(x: Float[Array, "c4 h w"], factor: int = 2) -> Float[Array, "c h2 w2"]:
-    c4, h, w = x.shape
+def depth_to_space(x: Float[Array, "h w c4"], factor: int = 2) -> Float[Array, "h2 w2 c"]:
+    """Channel `c * factor**2 + f1 * factor + f2` goes to pixel (factor*y + f1, factor*x + f2) of
+    channel `c` (the channels-first layout's order, PyTorch's `pixel_shuffle`)."""
+    h, w, c4 = x.shape
     c = c4 // (factor * factor)
-    x = x.reshape(c, factor, factor, h, w)
-    return x.transpose(0, 3, 1, 4, 2).reshape(c, h * factor, w * factor)
+    x = x.reshape(h, w, c, factor, factor)
+    return x.transpose(0, 3, 1, 4, 2).reshape(h * factor, w * factor, c)
 
 
 class SubPixelUp(eqx.Module):
@@ -51,7 +222,7 @@ class SubPixelUp(eqx.Module):
 
     Each output pixel sees a 2x2 input neighbourhood, as in a 3x3 stride-2 transposed
     convolution (the mirror of the encoder's 3x3 stride-2 convolution), at a quarter of the
-    cost of a 3x3 sub-pixel convolution.
+    cost of a 3x3 sub-pixel convolution. Channels-last in and out.
     """
 
     conv: eqx.nn.Conv2d
@@ -59,19 +230,28 @@ class SubPixelUp(eqx.Module):
     def __init__(self, in_channels: int, out_channels: int, *, key: PRNGKeyArray):
         self.conv = eqx.nn.Conv2d(in_channels, 4 * out_channels, 2, padding=((0, 1), (0, 1)), key=key)
 
-    def __call__(self, x: Float[Array, "cin h w"]) -> Float[Array, "cout h2 w2"]:
-        return depth_to_space(conv2x2_as_matmul(self.conv, x))
+    def __call__(self, x: Float[Array, "h w cin"]) -> Float[Array, "h2 w2 cout"]:
+        return depth_to_space(conv_input_side(self.conv, x))
 
 
-def conv2x2_as_matmul(conv: eqx.nn.Conv2d, x: Float[Array, "cin h w"]) -> Float[Array, "cout h w"]:
-    """`conv(x)` for a 2x2 kernel padded (0, 1) on each axis, as one matrix product over the
-    four shifted copies of `x` (im2col). Same result as XLA's convolution to float rounding; on
-    XLA's CPU backend the 2x2 convolution's gradients took about twice as long (PERFORMANCE.md)."""
-    cin, h, w = x.shape
-    xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1)))
-    taps = jnp.stack([xp[:, i : i + h, j : j + w] for i in range(2) for j in range(2)], axis=1)  # [cin, 4, h, w]
-    out = conv.weight.reshape(conv.weight.shape[0], cin * 4) @ taps.reshape(cin * 4, h * w)
-    return out.reshape(-1, h, w) + conv.bias
+def group_norm(norm: eqx.nn.GroupNorm, x: Float[Array, "h w c"]) -> Float[Array, "h w c"]:
+    """`norm(x)` (Equinox's GroupNorm, channels first) on a channels-last frame."""
+    h, w, c = x.shape
+    y = x.reshape(h * w, norm.groups, c // norm.groups)
+    mean = jnp.mean(y, axis=(0, 2), keepdims=True)
+    variance = jnp.maximum(0.0, jnp.mean(jnp.square(y - mean), axis=(0, 2), keepdims=True))
+    out = ((y - mean) * jax.lax.rsqrt(variance + norm.eps)).reshape(h, w, c)
+    if norm.channelwise_affine:
+        out = out * norm.weight + norm.bias
+    return out
+
+
+def _to_hwc(x: Float[Array, "c h w"]) -> Float[Array, "h w c"]:
+    return x.transpose(1, 2, 0)
+
+
+def _to_chw(x: Float[Array, "h w c"]) -> Float[Array, "c h w"]:
+    return x.transpose(2, 0, 1)
 
 
 class Encoder(eqx.Module):
@@ -101,12 +281,12 @@ class Encoder(eqx.Module):
         self.linear = eqx.nn.Linear(64 * 8 * 8, embed_size, key=k[4])
 
     def __call__(self, frame: Float[Array, "c 32 32"]) -> Float[Array, " embed"]:
-        x = 2.0 * frame - 1.0
-        x = jax.nn.relu(self.norm1(self.block1(x)))
-        x = jax.nn.relu(self.norm1b(self.down1(x)))
-        x = jax.nn.relu(self.norm2(self.block2(x)))
-        x = self.down2(x)  # no normalisation or ReLU after the last convolution (appendix B.1)
-        return self.linear(x.reshape(-1))
+        x = _to_hwc(2.0 * frame - 1.0)
+        x = jax.nn.relu(group_norm(self.norm1, self.block1(x)))
+        x = jax.nn.relu(group_norm(self.norm1b, conv_xla(self.down1, x)))
+        x = jax.nn.relu(group_norm(self.norm2, self.block2(x)))
+        x = conv_xla(self.down2, x)  # no normalisation or ReLU after the last convolution (appendix B.1)
+        return self.linear(_to_chw(x).reshape(-1))
 
 
 class Decoder(eqx.Module):
@@ -136,12 +316,11 @@ class Decoder(eqx.Module):
         self.out = eqx.nn.Conv2d(32, out_channels, 7, padding=3, key=k[4])
 
     def __call__(self, inputs: Float[Array, " inputs"]) -> Float[Array, "c 32 32"]:
-        x = self.linear(inputs).reshape(64, 8, 8)
-        x = jax.nn.relu(self.norm2(self.up2(x)))
-        x = jax.nn.relu(self.norm2b(self.block2(x)))
-        x = jax.nn.relu(self.norm1(self.up1(x)))
-        return self.out(x)
-
+        x = _to_hwc(self.linear(inputs).reshape(64, 8, 8))
+        x = jax.nn.relu(group_norm(self.norm2, self.up2(x)))
+        x = jax.nn.relu(group_norm(self.norm2b, self.block2(x)))
+        x = jax.nn.relu(group_norm(self.norm1, self.up1(x)))
+        return _to_chw(conv_output_side(self.out, x))
 
 # --- 3D frames (appendix B.2) ----------------------------------------------------------------
 

@@ -1,0 +1,129 @@
+"""The visual networks compute their convolutions as matrix products (networks.py); each layer must
+be the same function as the Equinox layer whose parameters it holds, values and gradients."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gtmm.networks import (
+    _im2col,
+    Decoder,
+    Encoder,
+    InceptionBlock,
+    SubPixelUp,
+    col2im,
+    conv_input_side,
+    conv_output_side,
+    group_norm,
+    im2col,
+)
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _hwc(x):
+    return x.transpose(1, 2, 0)
+
+
+def _close(a, b, atol=2e-5):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=atol, rtol=1e-4)
+
+
+def _close_grads(ours, reference, layer, x):
+    """Gradients with respect to the layer's parameters and its input agree."""
+    loss = lambda f: lambda mz: jnp.sum(jnp.sin(f(*mz)))  # noqa: E731
+    grads = eqx.filter_jit(lambda m, z: (eqx.filter_grad(loss(ours))((m, z)), eqx.filter_grad(loss(reference))((m, z))))
+    a, b = grads(layer, x)
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        _close(u, v, atol=1e-4)
+
+
+def _reference_inception(block, x):
+    return jnp.concatenate([conv(x) for conv in block.convs], axis=0)
+
+
+def _reference_subpixel(up, x):
+    y = up.conv(x)
+    c4, h, w = y.shape
+    return y.reshape(c4 // 4, 2, 2, h, w).transpose(0, 3, 1, 4, 2).reshape(c4 // 4, 2 * h, 2 * w)
+
+
+def _reference_encoder(enc, frame):
+    """The encoder as Equinox's own layers compute it, channels first."""
+    x = 2.0 * frame - 1.0
+    x = jax.nn.relu(enc.norm1(_reference_inception(enc.block1, x)))
+    x = jax.nn.relu(enc.norm1b(enc.down1(x)))
+    x = jax.nn.relu(enc.norm2(_reference_inception(enc.block2, x)))
+    return enc.linear(enc.down2(x).reshape(-1))
+
+
+def _reference_decoder(dec, inputs):
+    x = dec.linear(inputs).reshape(64, 8, 8)
+    x = jax.nn.relu(dec.norm2(_reference_subpixel(dec.up2, x)))
+    x = jax.nn.relu(dec.norm2b(_reference_inception(dec.block2, x)))
+    x = jax.nn.relu(dec.norm1(_reference_subpixel(dec.up1, x)))
+    return dec.out(x)
+
+
+@pytest.mark.parametrize("k,stride,lo,hi", [(3, 2, 1, 1), (2, 1, 0, 1), (5, 1, 2, 2)])
+def test_im2col_and_col2im_are_transposes(k, stride, lo, hi):
+    @jax.jit
+    def check(x, taps):
+        # <im2col(x), taps> == <x, col2im(taps)>, and each one's gradient is the other
+        lhs = jnp.vdot(im2col(x, k, stride, lo, hi), taps)
+        rhs = jnp.vdot(x, col2im(taps, k, stride, lo, hi, 7, 6))
+        g_x = jax.grad(lambda z: jnp.vdot(im2col(z, k, stride, lo, hi), taps))(x)
+        g_t = jax.grad(lambda t: jnp.vdot(col2im(t, k, stride, lo, hi, 7, 6), x))(taps)
+        return lhs, rhs, g_x, jax.linear_transpose(lambda z: _im2col(z, k, stride, lo, hi), x)(taps)[0], g_t, \
+            im2col(x, k, stride, lo, hi)
+
+    x = jax.random.normal(KEY, (7, 6, 3))
+    taps = jax.random.normal(jax.random.PRNGKey(1), jax.eval_shape(lambda z: im2col(z, k, stride, lo, hi), x).shape)
+    lhs, rhs, g_x, g_x_ref, g_t, g_t_ref = check(x, taps)
+    _close(lhs, rhs, atol=1e-4)
+    _close(g_x, g_x_ref)
+    _close(g_t, g_t_ref)
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,pad", [(5, 4, 3, 2, 1), (6, 20, 2, 1, ((0, 1), (0, 1))), (3, 2, 1, 1, 0)])
+def test_input_side_convolution_equals_xla_convolution(cin, cout, k, stride, pad):
+    conv = eqx.nn.Conv2d(cin, cout, k, stride=stride, padding=pad, key=KEY)
+    x = jax.random.normal(jax.random.PRNGKey(1), (cin, 9, 8))
+    _close(*eqx.filter_jit(lambda c, z: (conv_input_side(c, _hwc(z)), _hwc(c(z))))(conv, x))
+    _close_grads(lambda c, z: conv_input_side(c, _hwc(z)), lambda c, z: _hwc(c(z)), conv, x)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_output_side_convolution_equals_xla_convolution(k):
+    conv = eqx.nn.Conv2d(6, 2, k, padding=k // 2, key=KEY)
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 9, 8))
+    _close(*eqx.filter_jit(lambda c, z: (conv_output_side(c, _hwc(z)), _hwc(c(z))))(conv, x))
+    _close_grads(lambda c, z: conv_output_side(c, _hwc(z)), lambda c, z: _hwc(c(z)), conv, x)
+
+
+@pytest.mark.parametrize("cin", [1])  # the shared 7x7 patch (32 inputs: XLA convolutions, covered by the encoder test)
+def test_inception_block_equals_its_four_convolutions(cin):
+    block = InceptionBlock(cin, 8, key=KEY)
+    x = jax.random.normal(jax.random.PRNGKey(1), (cin, 10, 10))
+    _close(*eqx.filter_jit(lambda b, z: (b(_hwc(z)), _hwc(_reference_inception(b, z))))(block, x))
+
+
+def test_subpixel_and_group_norm_equal_equinox():
+    up = SubPixelUp(6, 5, key=KEY)
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 7, 9))
+    _close(*eqx.filter_jit(lambda u, z: (u(_hwc(z)), _hwc(_reference_subpixel(u, z))))(up, x))
+    norm = eqx.nn.GroupNorm(4, 8)
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), norm, (jnp.arange(8.0), jnp.ones(8)))
+    x = 3 * jax.random.normal(KEY, (8, 5, 5)) + 1
+    _close(*eqx.filter_jit(lambda n, z: (group_norm(n, _hwc(z)), _hwc(n(z))))(norm, x))
+
+
+def test_encoder_and_decoder_equal_equinox_layers():
+    enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
+    frames = jax.random.uniform(KEY, (2, 1, 32, 32))
+    inputs = jax.random.normal(KEY, (2, 40))
+    for net, ref, x in [(enc, _reference_encoder, frames), (dec, _reference_decoder, inputs)]:
+        ours, theirs = eqx.filter_jit(lambda m, x, ref=ref: (jax.vmap(m)(x), jax.vmap(lambda z: ref(m, z))(x)))(net, x)
+        _close(ours, theirs, atol=1e-4)
