@@ -9,32 +9,36 @@ from gtmm.errors import GtmmError
 from gtmm.evaluate import evaluate_run, sample_run
 from gtmm.plots import plot_kl_per_step, plot_three_metrics
 from gtmm.report import write_report
-from gtmm.train import TrainConfig, train, train_replicas
+from gtmm.train import TrainConfig, train_replicas
 
 
-def test_evaluate_sample_and_plot(tmp_path, recall_task):
-    runs = []
+@pytest.fixture(scope="module")
+def replica_runs(tmp_path_factory, recall_task):
+    """2 replicas of 2 steps for two models, trained once for this module (compiles dominate)."""
+    runs = tmp_path_factory.mktemp("pipeline") / "runs"
     for model in ("vrnn", "introspective"):
-        run = tmp_path / model
-        train(TrainConfig(model=model, l=3, k=2, steps=1), run, progress=False, task=recall_task)
+        train_replicas(TrainConfig(model=model, l=3, k=2, steps=2, batch_size=2), runs / model, 2,
+                       progress=False, task=recall_task)
+    return runs
+
+
+def test_evaluate_sample_and_plot(tmp_path, replica_runs):
+    runs = [replica_runs / model / "replica-1" for model in ("vrnn", "introspective")]
+    for run in runs:
         ev = evaluate_run(run, batches=1)
-        assert ev["step"] == 1 and len(ev["kl_per_step"]) == 5
+        assert ev["step"] == 2 and len(ev["kl_per_step"]) == 5
         assert all(np.isfinite(ev["kl_per_step"])) and np.isfinite(ev["negative_bound"])
         assert 0 <= ev["generation_accuracy"] <= 1 and ev["generation_scored"] == 20  # 10 sequences x k
         assert json.loads((run / "evaluation.json").read_text())["kl_recall"] == ev["kl_recall"]
         png = sample_run(run, sequences=2)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        runs.append(run)
     assert plot_kl_per_step(runs, tmp_path / "kl.png").stat().st_size > 5000
     assert plot_three_metrics(runs, tmp_path / "three.png").stat().st_size > 10000
 
 
-def test_report_over_replicas(tmp_path, recall_task):
-    runs = tmp_path / "runs"
-    for model in ("vrnn", "introspective"):
-        train_replicas(TrainConfig(model=model, l=3, k=2, steps=2, batch_size=2), runs / model, 2,
-                       progress=False, task=recall_task)
-    report = write_report([runs], tmp_path / "report", batches=1)
+def test_report_over_replicas(tmp_path, replica_runs):
+    runs = replica_runs
+    report = write_report([runs], tmp_path / "report", batches=1, progress=False)
     text = report.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| vrnn") or line.startswith("| introspective")]
     assert len(rows) == 2 and all("| 2 | 2 |" in r and "±" in r for r in rows)  # 2 runs of 2 steps, mean ± s.e.
@@ -48,9 +52,8 @@ def test_report_over_replicas(tmp_path, recall_task):
     assert (runs / "vrnn" / "replica-0" / "evaluation.json").read_bytes() == before
 
 
-def test_report_refuses_to_overwrite_foreign_files(tmp_path, recall_task):
-    run = tmp_path / "run"
-    train(TrainConfig(model="vrnn", l=3, k=2, steps=1, batch_size=2), run, progress=False, task=recall_task)
+def test_report_refuses_to_overwrite_foreign_files(tmp_path, replica_runs):
+    run = replica_runs / "vrnn" / "replica-0"
     out = tmp_path / "notes"
     out.mkdir()
     (out / "report.md").write_text("my notes")

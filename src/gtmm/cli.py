@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="report directory (report.md and its PNGs)")
     rp.add_argument("--title", default="")
     rp.add_argument("--batches", type=_positive_int, default=10, help="held-out batches of 10 to evaluate on")
+    rp.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("reproduce", help="run a paper experiment for every model: train replicas, evaluate, report")
     r.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)} (perfect-recall = perfect-recall-15)")
@@ -159,7 +160,9 @@ def _run(args) -> int:
         from gtmm.report import write_report
 
         command = "gtmm report " + " ".join(args.run_dirs) + f" --out {args.out}"
-        print(f"report: {write_report(args.run_dirs, args.out, title=args.title, batches=args.batches, command=command)}")
+        report = write_report(args.run_dirs, args.out, title=args.title, batches=args.batches, command=command,
+                              progress=not args.no_progress)
+        print(f"report: {report}")
     elif args.command == "reproduce":
         from gtmm.experiments import reproduce
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
-from gtmm.report import ensure_evaluated, write_report
+from gtmm.report import evaluate_runs, write_report
 from gtmm.tasks.base import check_positive
 from gtmm.train import TrainConfig, replica_dirs, train_replicas
 
@@ -67,10 +67,9 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
     for model, config in configs.items():
         train_replicas(config, out / model, replicas, progress=progress)
     runs = [d for m in models for d in replica_dirs(out / m, replicas)]
-    for run in runs:
-        ensure_evaluated(run, settings["eval_batches"])
+    evaluate_runs(runs, settings["eval_batches"], progress)
     title = (f"{name} ({spec['figure']}), scale {scale}: {settings['steps']} steps of batch"
              f" {settings['batch_size']}, {replicas} replicas per model (seeds {seed}-{seed + replicas - 1})")
     command = (f"gtmm reproduce {experiment} --scale {scale} --replicas {replicas} --seed {seed} --out {out}"
                f"  # {time.time() - t0:.0f} s")
-    return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command)
+    return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command, progress=False)

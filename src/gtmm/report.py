@@ -59,6 +59,14 @@ def ensure_evaluated(run: Path, batches: int = 10) -> dict:
     return ev
 
 
+def evaluate_runs(runs: list[Path], batches: int = 10, progress: bool = True) -> dict[Path, dict]:
+    """`ensure_evaluated` for every run, with a progress bar (evaluating and sampling takes a while)."""
+    from tqdm import tqdm
+
+    return {run: ensure_evaluated(run, batches)
+            for run in tqdm(runs, desc="evaluating", unit="run", disable=not progress, dynamic_ncols=True)}
+
+
 def _mean_se(values: list[float | None], digits: int = 2) -> str:
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
@@ -79,7 +87,7 @@ def _check_out(out: Path, runs: list[Path]) -> None:
 
 
 def write_report(paths: list[str | Path], out: str | Path, title: str = "", batches: int = 10,
-                 command: str = "") -> Path:
+                 command: str = "", progress: bool = True) -> Path:
     """Write `out/report.md` and its PNGs for the runs at or below `paths`; returns the report's path.
 
     Runs are evaluated (and sampled) first where they have not been since their newest checkpoint.
@@ -89,7 +97,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     runs = find_runs(paths)
     out = Path(out)
     _check_out(out, runs)
-    evals = {run: ensure_evaluated(run, batches) for run in runs}
+    evals = evaluate_runs(runs, batches, progress)
     experiments: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for run, ev in evals.items():
         experiments[(ev["task"], ev["l"], ev["k"])][ev["model"]].append(run)
