@@ -135,22 +135,47 @@ def _show_frame(ax, image: np.ndarray, highlight: bool = False) -> None:
             s.set_linewidth(1.5)
 
 
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """A frame (`[c, h, w]` or `[h, w]`, values in [0, 1]) as `[h, w, 3]`."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3:
+        image = image.transpose(1, 2, 0)
+        return np.clip(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image, 0.0, 1.0)
+    return np.clip(np.repeat(image[:, :, None], 3, axis=2), 0.0, 1.0)
+
+
+HIGHLIGHT_RGB = (0.84, 0.15, 0.16)  # matplotlib's tab:red
+
+
 def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generated: np.ndarray, recall_start: int,
                      title: str = "") -> Path:
-    """Rows per sequence: input, reconstruction, continual generation (prior from `recall_start` on)."""
+    """Rows per sequence: input, reconstruction, continual generation (prior from `recall_start` on).
+
+    Drawn as one mosaic image (one axes): a subplot per frame took ~6 s per grid, most of a
+    run's evaluation at smoke scale.
+    """
     n, T = frames.shape[:2]
-    fig, axes = plt.subplots(3 * n, T, figsize=(T * 0.55, 3 * n * 0.6))
-    axes = np.atleast_2d(axes)
-    names = ("input", "recon.", "generated")
+    h, w = _as_rgb(frames[0, 0]).shape[:2]
+    pad, gap = 2, 8  # pixels around each frame (red where generated), and between sequences
+    cell_h, cell_w = h + 2 * pad, w + 2 * pad
+    canvas = np.ones((3 * n * cell_h + (n - 1) * gap, T * cell_w, 3), np.float32)
+    centres = []
     for i in range(n):
         for row, data in enumerate((frames, recon, generated)):
+            y0 = (3 * i + row) * cell_h + i * gap
+            centres.append((y0 + cell_h / 2, ("input", "recon.", "generated")[row]))
             for t in range(T):
-                ax = axes[3 * i + row, t]
-                _show_frame(ax, data[i, t], highlight=row == 2 and t >= recall_start)
-                if t == 0:
-                    ax.set_ylabel(names[row], fontsize=6, rotation=0, ha="right", va="center")
+                x0 = t * cell_w
+                if row == 2 and t >= recall_start:
+                    canvas[y0:y0 + cell_h, x0:x0 + cell_w] = HIGHLIGHT_RGB
+                canvas[y0 + pad:y0 + pad + h, x0 + pad:x0 + pad + w] = _as_rgb(data[i, t])
+    fig = plt.figure(figsize=(T * 0.55 + 0.9, 3 * n * 0.6 + 0.6))
+    ax = fig.add_axes((0.9 / (T * 0.55 + 0.9), 0.0, 1 - 0.9 / (T * 0.55 + 0.9), 3 * n * 0.6 / (3 * n * 0.6 + 0.6)))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for y, name in centres:
+        ax.text(-3, y, name, fontsize=6, ha="right", va="center")
     fig.suptitle(title + "\n(red frames: generated from the prior)", fontsize=8)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
     return _save(fig, Path(path))
 
 
