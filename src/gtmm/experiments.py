@@ -31,13 +31,20 @@ EXPERIMENTS = {
 ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recall-15"}
 MODELS = tuple(MEMORIES)
 # Per scale: training steps and batch per run, replicas per model, held-out batches (of 10) each
-# run is evaluated on. smoke: minutes, to try things out (the README's main job; its batch is
-# halved to fit 5 models x 3 replicas in minutes on 2 cores); cpu: what a 2-core machine does in
-# about an hour per model; paper: the paper's batch and long runs (for a GPU; the paper ran 20
-# replicas).
+# run is evaluated on.
+# - smoke: minutes, to try things out (the README's main job; batch halved to fit 6 models x 3
+#   replicas in minutes on 2 cores).
+# - cpu: about an hour per experiment on a 2-core machine (a step of batch 10, T = 20 takes
+#   ~1.25 s there, docs/results/perfect-recall-15.md: 6 models x 3 replicas x 150 steps ~ 1 h).
+#   Far too short to learn recall (docs/results/recall-diagnostic.md): it shows the pipeline at
+#   the paper's batch, not the paper's effects.
+# - cpu-long: 1,500 steps, ~9 h per experiment on 2 cores; `reproduce` resumes from checkpoints,
+#   so it can be run over several sittings with the same command.
+# - paper: the paper's batch and long runs (for a GPU; the paper ran 20 replicas).
 SCALES = {
     "smoke": {"steps": 10, "batch_size": 5, "checkpoint_every": 10, "replicas": 3, "eval_batches": 2},
-    "cpu": {"steps": 1500, "batch_size": 10, "checkpoint_every": 100, "replicas": 3, "eval_batches": 10},
+    "cpu": {"steps": 150, "batch_size": 10, "checkpoint_every": 50, "replicas": 3, "eval_batches": 10},
+    "cpu-long": {"steps": 1500, "batch_size": 10, "checkpoint_every": 100, "replicas": 3, "eval_batches": 10},
     "paper": {"steps": 100_000, "batch_size": 10, "checkpoint_every": 1000, "replicas": 20, "eval_batches": 10},
 }
 
