@@ -116,3 +116,20 @@ def test_task_context_reaches_the_controller(mnist, name):
     # c_0 is zero, so step 0 cannot differ; later steps read the actions
     np.testing.assert_allclose(np.asarray(with_actions.kl[:, 0]), np.asarray(other_actions.kl[:, 0]), rtol=1e-5)
     assert not np.allclose(np.asarray(with_actions.kl[:, 1:]), np.asarray(other_actions.kl[:, 1:]))
+
+
+@pytest.mark.parametrize("chunk", [2, 3])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(recall_task, chunk):
+    """remat_chunk only changes what the backward pass keeps (T = 5: chunk 2 leaves a remainder
+    step, chunk 3 too); the loss and every gradient are those of the plain scan."""
+    small = dict(hidden_size=16, map_hidden=16, slots=5)
+    plain = init_model(ModelConfig("dnc", 5, **small), 0)
+    remat = init_model(ModelConfig("dnc", 5, remat_chunk=chunk, **small), 0)
+    b = recall_task.batch("train", 2, 0, 0)
+    grad = eqx.filter_jit(eqx.filter_value_and_grad(loss_fn, has_aux=True))
+    (l1, _), g1 = grad(plain, jnp.asarray(b.frames), jnp.asarray(b.context), jax.random.PRNGKey(0))
+    (l2, _), g2 = grad(remat, jnp.asarray(b.frames), jnp.asarray(b.context), jax.random.PRNGKey(0))
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
+    for a, c in zip(jax.tree_util.tree_leaves(eqx.filter(g1, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(g2, eqx.is_array))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-4, atol=1e-6)

@@ -44,6 +44,10 @@ class ModelConfig:
     frame_channels: int = 1
     task_context_size: int = 0
     top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
+    # Gradient checkpointing of the recurrent part: keep the state only every `remat_chunk` steps
+    # and recompute the steps between in the backward pass (memory ~ T / chunk + chunk states
+    # instead of T; about sqrt(T) is best). None: keep every step's state.
+    remat_chunk: int | None = None
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
     network: str = "inception"
@@ -54,7 +58,7 @@ class ModelConfig:
         for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
             if getattr(self, name) < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_size", "slots", "word_size", "top_k"):
+        for name in ("hidden_size", "slots", "word_size", "top_k", "remat_chunk"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
@@ -75,6 +79,27 @@ class ModelConfig:
             "slots": slots,
             "word_size": word_size,
         })
+
+
+def chunked_scan(step, carry, xs, chunk: int | None):
+    """`lax.scan(step, carry, xs)`, with gradient checkpointing every `chunk` steps when given.
+
+    The first `chunk * (T // chunk)` steps run as an outer scan over blocks, each block an inner
+    scan under `jax.checkpoint`: the backward pass keeps only the carry at block boundaries and
+    recomputes a block's steps when it needs them. The remainder runs as a plain scan. The
+    values, and the gradients up to floating-point order, are those of the plain scan.
+    """
+    T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if chunk is None or chunk >= T:
+        return jax.lax.scan(step, carry, xs)
+    n = T // chunk
+    head = jax.tree_util.tree_map(lambda x: x[:n * chunk].reshape(n, chunk, *x.shape[1:]), xs)
+    carry, ys = jax.lax.scan(jax.checkpoint(lambda c, block: jax.lax.scan(step, c, block)), carry, head)
+    ys = jax.tree_util.tree_map(lambda y: y.reshape(n * chunk, *y.shape[2:]), ys)
+    if T % chunk:
+        carry, tail = jax.lax.scan(step, carry, jax.tree_util.tree_map(lambda x: x[n * chunk:], xs))
+        ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), ys, tail)
+    return carry, ys
 
 
 class StepTerms(NamedTuple):
@@ -104,11 +129,12 @@ class GTMM(eqx.Module):
     embed_size: int = eqx.field(static=True)
     network: str = eqx.field(static=True, default="inception")
     frame_channels: int = eqx.field(static=True, default=1)
+    remat_chunk: int | None = eqx.field(static=True, default=None)
 
     def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
         cfg = config.resolved()
         k = jax.random.split(key, 5)
-        self.latent_size, self.embed_size = cfg.latent_size, cfg.embed_size
+        self.latent_size, self.embed_size, self.remat_chunk = cfg.latent_size, cfg.embed_size, cfg.remat_chunk
         self.network, self.frame_channels = cfg.network, cfg.frame_channels
         encoder_cls, decoder_cls = NETWORKS[cfg.network]
         self.encoder = encoder_cls(cfg.frame_channels, cfg.embed_size, key=k[0])
@@ -152,8 +178,9 @@ class GTMM(eqx.Module):
         """
 
         step = lambda carry, xs: self.step(carry, xs, feedback)  # noqa: E731
-        _, (psi, z, kl, prior, posterior) = jax.lax.scan(step, self.initial_carry(),
-                                                         (embeddings, task_context, noise, observed))
+        _, (psi, z, kl, prior, posterior) = chunked_scan(step, self.initial_carry(),
+                                                         (embeddings, task_context, noise, observed),
+                                                         self.remat_chunk)
         return Unroll(psi, z, kl, prior, posterior)
 
     def initial_carry(self):
