@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time the training step; prints one JSON line")
     model_and_task(b)
     b.add_argument("--steps", type=_positive_int, default=5, help="timed steps after the first")
+    b.add_argument("--devices", type=_devices, default=None, help="split the batch over N devices (or 'all')")
 
     dr = sub.add_parser("draw", help="PNG of example sequences of a task, as the paper's Fig. 3, 5, 7, 9, 11, 13")
     dr.add_argument("task", help=f"one of {', '.join(TASKS)}")
@@ -239,7 +240,7 @@ def _run(args) -> int:
 
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
                              batch_size=args.batch_size, seed=args.seed)
-        print(json.dumps(bench(config, args.steps)))
+        print(json.dumps(bench(config, args.steps, devices=args.devices)))
     elif args.command == "draw":
         from gtmm.plots import draw_task_examples
         from gtmm.tasks import make_task
