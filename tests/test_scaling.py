@@ -21,7 +21,7 @@ import pytest
 from gtmm.cli import main
 from gtmm.errors import GtmmError
 from gtmm.parallel import DataParallel, data_parallel, init_distributed
-from gtmm.sweep import expand_grid, parse_setting
+from gtmm.sweep import expand_grid, parse_setting, read_grid
 from gtmm.tasks import make_task
 from gtmm.train import _checkpoint_paths, read_metrics, train
 from tests.conftest import SHARED_DATA
@@ -124,6 +124,20 @@ def test_bad_parallel_settings_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_grid_file_is_read(tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('models = ["vrnn", "dnc"]\ntasks = ["perfect-recall"]\nreplicas = 3\n'
+                    '[settings]\nsteps = [1500]\nlr = [1e-3, 1e-4]\nhidden-size = [128]\n')
+    spec = read_grid(grid)
+    assert len(expand_grid(spec["models"], spec["tasks"], spec["replicas"], spec["settings"])) == 12
+    grid.write_text('models = ["vrnn"]\ncolour = 1\n')
+    with pytest.raises(GtmmError, match="unknown key"):
+        read_grid(grid)
+    grid.write_text("models = [")
+    with pytest.raises(GtmmError, match="not valid TOML"):
+        read_grid(grid)
+
+
 def test_grid_expands_and_refuses_bad_settings():
     runs = expand_grid(["vrnn", "ntm"], ["perfect-recall"], 2, {"lr": [1e-3, 1e-4], "steps": [5]})
     assert len(runs) == 8
@@ -131,8 +145,10 @@ def test_grid_expands_and_refuses_bad_settings():
     assert "perfect-recall/ntm/learning_rate0.0001-steps5/replica-1" in dirs
     assert {c.seed for c, _ in runs} == {0, 1}
     assert parse_setting("hidden-size=16,32") == ("hidden_size", [16, 32])
+    assert {str(d) for _, d in expand_grid(["vrnn"], ["parity-recall"], 1, {"hidden-size": 8})} == {
+        "parity-recall/vrnn/hidden_size8/replica-0"}
     for bad, message in (({"colour": [1]}, "unknown sweep setting"), ({"steps": []}, "one or more values"),
-                         ({"steps": [0]}, "steps must be")):
+                         ({"steps": 0}, "steps must be"), ({"steps": [0]}, "steps must be")):
         with pytest.raises(GtmmError, match=message):
             expand_grid(["vrnn"], ["perfect-recall"], 1, bad)
     with pytest.raises(GtmmError, match="unknown"):

@@ -48,7 +48,8 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
     if not models or not tasks:
         raise GtmmError("a sweep needs at least one model and one task (--models, --tasks)")
     check_positive("replicas", replicas)
-    settings = {ALIASES.get(name, name): values for name, values in (settings or {}).items()}
+    settings = {ALIASES.get(n, n): v if isinstance(v, list) else [v]  # a single value is a one-value axis
+                for n, v in ((name.replace("-", "_"), values) for name, values in (settings or {}).items())}
     unknown = sorted(set(settings) - set(_TRAIN_SETTINGS) - set(_MODEL_SETTINGS))
     if unknown:
         raise GtmmError(f"unknown sweep setting(s) {unknown}; known: lr, {', '.join(_TRAIN_SETTINGS + _MODEL_SETTINGS)}")
@@ -175,6 +176,6 @@ def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address:
                "seconds": round(time.time() - t0, 1), "report": None}
     if finished:
         summary["report"] = str(write_report(finished, out / "report", title=title or f"sweep {out.name}",
-                                             batches=eval_batches, command=command))
+                                             batches=eval_batches, command=command, progress=False))
     write_json_atomic(out / "sweep.json", summary)
     return summary
