@@ -81,11 +81,12 @@ def test_two_forced_host_devices_give_the_one_device_losses(one_device, tmp_path
 
 
 def test_two_processes_train_together_and_agree(one_device, tmp_path):
-    """Two processes on localhost joined by jax.distributed (gloo on CPU), one device each: one
+    """Two processes on localhost joined by jax.distributed (gloo on CPU), one device each, no
+    --devices (several processes train one run on all their devices by default): one
     run, written by process 0, with the one-device losses; both processes saw the same losses."""
     run = tmp_path / "run"
     address = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen(_trainer(run, "all", (address, 2, i)), env=_env(), stdout=subprocess.PIPE,
+    procs = [subprocess.Popen(_trainer(run, None, (address, 2, i)), env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     try:
         outs = [p.communicate(timeout=240) for p in procs]

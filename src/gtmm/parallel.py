@@ -153,7 +153,10 @@ def _replicated_outputs(step, replicated: NamedSharding):
 
 def data_parallel(devices: int | str | None) -> DataParallel | None:
     """The mesh for `devices`: None or 1 in one process, one device (no mesh); "all", every
-    device of every process; N, the first N devices (all of them when several processes run)."""
+    device of every process; N, the first N devices. With several processes None means "all"
+    (they train one run together) and N must be all of them."""
+    if devices is None and jax.process_count() > 1:
+        devices = "all"
     if devices is None or (devices == 1 and jax.process_count() == 1):
         return None
     available = jax.devices()

@@ -52,7 +52,8 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
                 for n, v in ((name.replace("-", "_"), values) for name, values in (settings or {}).items())}
     unknown = sorted(set(settings) - set(_TRAIN_SETTINGS) - set(_MODEL_SETTINGS))
     if unknown:
-        raise GtmmError(f"unknown sweep setting(s) {unknown}; known: lr, {', '.join(_TRAIN_SETTINGS + _MODEL_SETTINGS)}")
+        raise GtmmError(f"unknown sweep setting(s) {unknown};"
+                        f" known: lr, {', '.join(_TRAIN_SETTINGS + _MODEL_SETTINGS)}")
     for name, values in settings.items():
         if not isinstance(values, list) or not values:
             raise GtmmError(f"sweep setting {name} needs one or more values, got {values!r}")
@@ -145,7 +146,8 @@ def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address:
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
-    init = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    # "local": a new cluster of this process, never one a `ray start` left running on this machine.
+    init = {"address": address} if address else {"address": "local", "num_cpus": num_cpus, "include_dashboard": False}
     started = not ray.is_initialized()
     if started:
         try:
@@ -175,7 +177,7 @@ def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address:
     summary = {"runs": results, "finished": len(finished), "failed": len(results) - len(finished),
                "seconds": round(time.time() - t0, 1), "report": None}
     if finished:
-        summary["report"] = str(write_report(finished, out / "report", title=title or f"sweep {out.name}",
+        summary["report"] = str(write_report(finished, out / "report", title=title or f"sweep of {len(results)} runs",
                                              batches=eval_batches, command=command, progress=False))
     write_json_atomic(out / "sweep.json", summary)
     return summary
