@@ -38,9 +38,15 @@ def _step_flops(step, *args) -> float | None:
     return float(flops) if flops else None
 
 
-def bench(config: TrainConfig, steps: int = 5) -> dict:
-    """Benchmark `config`'s training step; returns a flat dict of figures."""
+def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None) -> dict:
+    """Benchmark `config`'s training step; returns a flat dict of figures. `devices`: the batch
+    split over that many devices, as `gtmm.train.train` does (data parallel)."""
+    from gtmm.parallel import data_parallel
+
     config = config.validate()
+    parallel = data_parallel(devices)
+    if parallel is not None:
+        parallel.check_batch(config.batch_size)
     task = make_task(config.task, l=config.l, k=config.k)
     model_config = config.model_config(task)
     model = build_model(config, model_config)
@@ -48,11 +54,18 @@ def bench(config: TrainConfig, steps: int = 5) -> dict:
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     train_step = make_train_step(optimizer)
     batches = [task.batch("train", config.batch_size, config.seed, i) for i in range(steps + 1)]
-    put = lambda b: (jnp.asarray(b.frames), jnp.asarray(b.context))  # noqa: E731
+    if parallel is None:
+        put = lambda b: (jnp.asarray(b.frames), jnp.asarray(b.context))  # noqa: E731
+        key_at = lambda i: step_key(config.seed, i)  # noqa: E731
+    else:
+        model, opt_state = parallel.replicate((model, opt_state))
+        train_step = parallel.jit(train_step)
+        put = lambda b: (parallel.put_batch(b.frames), parallel.put_batch(b.context))  # noqa: E731
+        key_at = lambda i: parallel.replicate(step_key(config.seed, i))  # noqa: E731
 
     frames, context = put(batches[0])
     start = time.perf_counter()
-    out = train_step(model, opt_state, frames, context, step_key(config.seed, 0))
+    out = train_step(model, opt_state, frames, context, key_at(0))
     jax.block_until_ready(out)
     compile_s = time.perf_counter() - start
     model, opt_state = out[0], out[1]
@@ -61,12 +74,14 @@ def bench(config: TrainConfig, steps: int = 5) -> dict:
     for i, batch in enumerate(batches[1:], start=1):
         frames, context = put(batch)
         start = time.perf_counter()
-        out = train_step(model, opt_state, frames, context, step_key(config.seed, i))
+        out = train_step(model, opt_state, frames, context, key_at(i))
         jax.block_until_ready(out)
         times.append(time.perf_counter() - start)
         model, opt_state = out[0], out[1]
     step_s = sum(times) / len(times)
-    flops = _step_flops(train_step, model, opt_state, frames, context, step_key(config.seed, 0))
+    flops = _step_flops(train_step, model, opt_state, frames, context, key_at(0))
+    if flops is not None and parallel is not None:
+        flops *= parallel.size  # XLA costs the partitioned program, one device's share
     return {
         "model": config.model,
         "task": config.task,
@@ -83,6 +98,7 @@ def bench(config: TrainConfig, steps: int = 5) -> dict:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
+        "devices": parallel.size if parallel else 1,
         "cpu_count": jax.local_device_count() if jax.default_backend() != "cpu" else _cpus(),
         "machine": platform.machine(),
         "timed_steps": steps,

@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="train N independent replicas (seeds S..S+N-1) together, into OUT/replica-r")
     t.add_argument("--replica-strategy", choices=["auto", "vmap", "loop"], default="auto",
                    help="vmap: one vectorised step; loop: one after another; auto: vmap on GPU, loop on CPU")
+    t.add_argument("--devices", type=_devices, default=None,
+                   help="split each batch over N devices (or 'all'), parameters replicated (data parallel);"
+                        " default one device, or all of them when several processes join")
+    t.add_argument("--coordinator", default=None,
+                   help="HOST:PORT of process 0, to train as one of several processes (hosts) with jax.distributed;"
+                        " default $GTMM_COORDINATOR")
+    t.add_argument("--num-processes", type=_positive_int, default=None,
+                   help="processes in all (default $GTMM_NUM_PROCESSES, or from Slurm/Open MPI)")
+    t.add_argument("--process-id", type=int, default=None, help="this process, 0..N-1 (default $GTMM_PROCESS_ID)")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out even if its settings differ (default: resume the same run, refuse"
@@ -99,6 +108,26 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--no-progress", action="store_true")
 
+    sw = sub.add_parser("sweep", help="a grid of runs (models x tasks x settings x replicas) on a Ray cluster, then"
+                                      " a report; needs the sweep extra")
+    sw.add_argument("grid", nargs="?", default=None,
+                    help="TOML or JSON file with models, tasks, replicas, seed, settings (flags override it)")
+    sw.add_argument("--models", default=None, help="comma-separated models")
+    sw.add_argument("--tasks", default=None, help="comma-separated tasks (default perfect-recall)")
+    sw.add_argument("--replicas", type=_positive_int, default=None, help="replicas per grid point (default 1)")
+    sw.add_argument("--seed", type=int, default=None, help="replica r gets seed S + r (default 0)")
+    sw.add_argument("--set", action="append", default=[], metavar="NAME=V1[,V2...]",
+                    help="a setting and its values, e.g. --set lr=1e-3,1e-4 --set steps=500 --set hidden-size=64;"
+                         " repeatable")
+    sw.add_argument("--out", required=True, help="sweep directory: OUT/TASK/MODEL/SETTINGS/replica-R, OUT/report/")
+    sw.add_argument("--address", default=None,
+                    help="Ray cluster to join (e.g. auto, or HOST:6379); default: start one on this machine")
+    sw.add_argument("--cpus", type=_positive_int, default=None, help="local cluster: CPUs to use (default: all)")
+    sw.add_argument("--cpus-per-run", type=float, default=1.0)
+    sw.add_argument("--gpus-per-run", type=float, default=0.0)
+    sw.add_argument("--max-retries", type=int, default=3, help="times Ray re-runs a run whose worker died")
+    sw.add_argument("--eval-batches", type=_positive_int, default=10, help="held-out batches of 10 per run")
+
     i = sub.add_parser("info", help="parameter count of every model")
     i.add_argument("--l", type=int, default=None, help="default 15 (with --task: the task's)")
     i.add_argument("--k", type=int, default=None, help="default 5 (with --task: the task's)")
@@ -108,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time the training step; prints one JSON line")
     model_and_task(b)
     b.add_argument("--steps", type=_positive_int, default=5, help="timed steps after the first")
+    b.add_argument("--devices", type=_devices, default=None, help="split the batch over N devices (or 'all')")
 
     dr = sub.add_parser("draw", help="PNG of example sequences of a task, as the paper's Fig. 3, 5, 7, 9, 11, 13")
     dr.add_argument("task", help=f"one of {', '.join(TASKS)}")
@@ -130,8 +160,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _devices(text: str) -> int | str:
+    return "all" if text == "all" else _positive_int(text)
+
+
 def _run(args) -> int:
     if args.command == "train":
+        from gtmm.parallel import init_distributed
+
+        init_distributed(args.coordinator, args.num_processes, args.process_id)  # before anything uses a device
         from gtmm.train import TrainConfig, train, train_replicas
 
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
@@ -142,10 +179,12 @@ def _run(args) -> int:
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
                              checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
         if args.replicas == 1:
-            print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite)))
+            print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
+                                   devices=args.devices)))
         else:
             for summary in train_replicas(config, args.out, args.replicas, progress=not args.no_progress,
-                                          strategy=args.replica_strategy, overwrite=args.overwrite):
+                                          strategy=args.replica_strategy, overwrite=args.overwrite,
+                                          devices=args.devices):
                 print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
@@ -174,6 +213,8 @@ def _run(args) -> int:
         summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress,
                             replicas=args.replicas, models=models)
         print(f"report: {summary}")
+    elif args.command == "sweep":
+        return _sweep(args)
     elif args.command == "info":
         import equinox as eqx
         import jax
@@ -203,7 +244,7 @@ def _run(args) -> int:
 
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
                              batch_size=args.batch_size, seed=args.seed)
-        print(json.dumps(bench(config, args.steps)))
+        print(json.dumps(bench(config, args.steps, devices=args.devices)))
     elif args.command == "draw":
         from gtmm.plots import draw_task_examples
         from gtmm.tasks import make_task
@@ -231,10 +272,34 @@ def _run(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from gtmm.sweep import expand_grid, parse_setting, read_grid, sweep
+
+    grid = read_grid(args.grid) if args.grid else {}
+    listed = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    settings = dict(grid.get("settings", {}))
+    settings.update(parse_setting(s) for s in args.set)
+    runs = expand_grid(listed(args.models) if args.models else grid.get("models", []),
+                       listed(args.tasks) if args.tasks else grid.get("tasks", ["perfect-recall"]),
+                       args.replicas or grid.get("replicas", 1), settings,
+                       seed=args.seed if args.seed is not None else grid.get("seed", 0))
+    print(f"sweep: {len(runs)} runs into {args.out}", flush=True)
+    summary = sweep(runs, args.out, address=args.address, max_retries=args.max_retries,
+                    eval_batches=args.eval_batches, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                    num_cpus=args.cpus, command=args.command_line)
+    for run in summary["runs"]:
+        if run["status"] != "finished":
+            print(f"failed: {run['run']}: {run['error']}")
+    print(f"{summary['finished']} of {len(runs)} runs finished in {summary['seconds']} s;"
+          f" report: {summary['report'] or 'none (no run finished)'}")
+    return 0 if not summary["failed"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from gtmm.errors import GtmmError
 
     args = _parser().parse_args(argv)
+    args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         from gtmm.train import enable_compile_cache
 

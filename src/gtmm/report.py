@@ -67,6 +67,16 @@ def evaluate_runs(runs: list[Path], batches: int = 10, progress: bool = True) ->
             for run in tqdm(runs, desc="evaluating", unit="run", disable=not progress, dynamic_ncols=True)}
 
 
+def _settings(run: Path) -> tuple:
+    """What besides task, l, k and seed sets a run apart (steps, batch, learning rate, model
+    settings): runs that differ in it are different experiments, never averaged together."""
+    from gtmm.train import read_config
+
+    config = read_config(run)
+    return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr),
+            *sorted(config.model_overrides.items()))
+
+
 def _mean_se(values: list[float | None], digits: int = 2) -> str:
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
@@ -98,9 +108,16 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     out = Path(out)
     _check_out(out, runs)
     evals = evaluate_runs(runs, batches, progress)
+    # One section per task, l, k; split by settings where a model ran there with several (a sweep).
+    settings = {run: _settings(run) for run in runs}
+    by_model: dict[tuple, set] = defaultdict(set)
+    for run, ev in evals.items():
+        by_model[(ev["task"], ev["l"], ev["k"], ev["model"])].add(settings[run])
+    settings_vary = {key[:3] for key, found in by_model.items() if len(found) > 1}
     experiments: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for run, ev in evals.items():
-        experiments[(ev["task"], ev["l"], ev["k"])][ev["model"]].append(run)
+        key = (ev["task"], ev["l"], ev["k"])
+        experiments[key + (settings[run] if key in settings_vary else (),)][ev["model"]].append(run)
     out.mkdir(parents=True, exist_ok=True)
 
     lines = [_MARK, f"# {title or 'gtmm report'}", "",
@@ -109,15 +126,17 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
              " KL and bounds in nats per sequence step or per sequence as labelled.", ""]
     if command:
         lines += ["Produced by:", "", f"```\n{command}\n```", ""]
-    for (task, l, k), models in sorted(experiments.items()):
+    for (task, l, k, differs), models in sorted(experiments.items()):
         known = list(MEMORIES)
         order = sorted(models, key=lambda m: known.index(m) if m in known else len(known))
-        name = f"{task}-l{l}-k{k}"
+        name, heading = f"{task}-l{l}-k{k}", f"{task}, l = {l}, k = {k}"
+        name += "".join(f"-{key}{value}" for key, value in differs)
+        heading += "".join(f", {key.replace('_', ' ')} {value}" for key, value in differs)
         first = evals[models[order[0]][0]]
         with_gen = first.get("generation_accuracy") is not None or any(
             evals[r].get("generation_scored") for m in order for r in models[m])
         with_mse = any(evals[r].get("generation_mse") is not None for m in order for r in models[m])
-        lines += [f"## {task}, l = {l}, k = {k}", "",
+        lines += [f"## {heading}", "",
                   f"Evaluated on {first['sequences']} held-out sequences per run; recall starts at step"
                   f" {first['recall_start'] + 1}.", "",
                   "| model | runs | steps | negative bound | KL before recall | KL in recall | last-step KL |"
@@ -139,7 +158,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
                                ("generation_mse", "generation_mse_copy", "generation_mse_mean_frame"))
             lines.append(row)
         figure = plot_three_metrics([r for m in order for r in models[m]], out / f"{name}-metrics.png",
-                                    title=f"{task}, l={l}, k={k}")
+                                    title=heading.replace(" = ", "="))
         lines += ["", f"![the three metrics]({figure.name})", "",
                   "Left: KL at every step after training. Middle: last-step KL over training."
                   " Right: negative lower bound over training. Bands: one standard error over runs.", "",

@@ -316,7 +316,8 @@ def read_config(run_dir: Path) -> TrainConfig:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """Metrics by step; where a resumed run logged a step twice, the later record wins."""
+    """Metrics by step; where a step was logged twice (by gtmm before resumes dropped the steps
+    after the checkpoint), the later record wins."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
@@ -407,7 +408,7 @@ def _replace_run_dir(run_dir: Path) -> None:
 
 
 def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelConfig, task: AbstractTask,
-                      n_params: int) -> None:
+                      n_params: int, devices: int = 1, processes: int = 1) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
     write_json_atomic(cfg_path, {
@@ -418,17 +419,32 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelCon
         "data": task.dataset.source,
         "gtmm_version": gtmm.__version__,
         "jax_version": jax.__version__,
+        # How the last session was spread (not part of the run's identity: a run may resume on others).
+        "devices": devices,
+        "processes": processes,
     })
 
 
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """Forget the steps logged after the checkpoint a run resumes from: it logs them again, so
+    that the log holds every step once (a kill between checkpoints leaves a few such steps)."""
+    if not path.exists():
+        return
+    records = read_jsonl(path)
+    if any(r.get("step", 0) > step for r in records):
+        write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step).encode())
+
+
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
-          task: AbstractTask | None = None, overwrite: bool = False) -> dict:
+          task: AbstractTask | None = None, overwrite: bool = False, devices: int | str | None = None) -> dict:
     """Train (or resume) a run in `run_dir` up to `config.steps`; returns a summary dict.
 
     Resumes from the newest checkpoint when `run_dir` holds a run with the same settings; refuses
     a run directory that holds another run, unless `overwrite` (then that run is deleted first).
+    `devices` (a number, or "all"): split each batch over that many devices (`gtmm.parallel`);
+    after `gtmm.parallel.init_distributed`, over the devices of every process.
     """
-    return _train_runs(config, [Path(run_dir)], [config.seed], progress, task, "loop", overwrite)[0]
+    return _train_runs(config, [Path(run_dir)], [config.seed], progress, task, "loop", overwrite, devices)[0]
 
 
 def replica_dirs(out: str | os.PathLike, replicas: int) -> list[Path]:
@@ -436,7 +452,8 @@ def replica_dirs(out: str | os.PathLike, replicas: int) -> list[Path]:
 
 
 def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, progress: bool = True,
-                   task: AbstractTask | None = None, strategy: str = "auto", overwrite: bool = False) -> list[dict]:
+                   task: AbstractTask | None = None, strategy: str = "auto", overwrite: bool = False,
+                   devices: int | str | None = None) -> list[dict]:
     """Train `replicas` independent runs together in one process: replica r has seed
     `config.seed + r` (its own initial parameters, keys and data stream) and is an ordinary run
     directory `out/replica-r`, so every command that reads a run reads a replica.
@@ -445,7 +462,7 @@ def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, p
     after another through one compiled step; "auto" picks vmap on accelerators and loop on CPU,
     where XLA turns replica-batched convolutions into grouped convolutions about 4x slower than
     running the replicas in turn (PERFORMANCE.md). Both give each replica the numbers it would
-    get trained alone.
+    get trained alone. `devices` splits every replica's batch over devices, as in `train`.
     """
     check_positive("replicas", replicas)
     check_seed(config.seed + replicas - 1, f"the last replica's seed (seed + replicas - 1 = {config.seed} +"
@@ -457,7 +474,8 @@ def train_replicas(config: TrainConfig, out: str | os.PathLike, replicas: int, p
     out, dirs = Path(out), replica_dirs(out, replicas)
     if out.is_dir() and any(p not in dirs and not is_atomic_temp(p) for p in out.iterdir()):
         raise GtmmError(f"{out} holds files other than replica-0..{replicas - 1}; choose another --out")
-    return _train_runs(config, dirs, [config.seed + r for r in range(replicas)], progress, task, strategy, overwrite)
+    return _train_runs(config, dirs, [config.seed + r for r in range(replicas)], progress, task, strategy, overwrite,
+                       devices)
 
 
 def _stack(trees):
@@ -475,11 +493,18 @@ def _make_replica_step(optimizer: optax.GradientTransformation):
 
 
 def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], progress: bool,
-                task: AbstractTask | None, strategy: str, overwrite: bool = False) -> list[dict]:
+                task: AbstractTask | None, strategy: str, overwrite: bool = False,
+                devices: int | str | None = None) -> list[dict]:
+    from gtmm.parallel import data_parallel
+
     config.validate()
     configs = [replace(config, seed=seed) for seed in seeds]
     resuming = [_check_run_dir(d, c, overwrite) for d, c in zip(run_dirs, configs)]  # before any data or model
     enable_compile_cache()
+    parallel = data_parallel(devices)
+    if parallel is not None:
+        parallel.check_batch(config.batch_size)
+    writes = parallel is None or parallel.writes  # process 0 alone writes the run directories
     task = task or make_task(config.task, l=config.l, k=config.k)
     optimizer = make_optimizer(config)
     models, opt_states, model_configs = [], [], []
@@ -502,16 +527,23 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             models, opt_states = [got[1] for got in loaded], [got[2] for got in loaded]
             break
         start = min(steps)  # a run's checkpoint at `start` did not load: go back to an older common one
+    if parallel is not None:
+        parallel.agree(start, "the step to resume from")
+        parallel.barrier("gtmm: run directories checked")  # no process reads what process 0 now writes
 
     # Everything is checked and loaded: only now is anything on disk changed.
     for run_dir, cfg, model_config, model, resumed in zip(run_dirs, configs, model_configs, models, resuming):
+        if not writes:
+            break
         if overwrite and not resumed:
             _replace_run_dir(run_dir)
         with _writing(run_dir, start):
-            _write_run_config(run_dir, cfg, model_config, task, count_parameters(model))
+            _write_run_config(run_dir, cfg, model_config, task, count_parameters(model),
+                              parallel.size if parallel else 1, jax.process_count())
             remove_atomic_temps(run_dir, ("config.json",))
             remove_atomic_temps(run_dir / "checkpoints", ("step_",))
             repair_jsonl(run_dir / "metrics.jsonl")
+            _drop_metrics_after(run_dir / "metrics.jsonl", start)
 
     if strategy == "vmap":
         params = _stack([eqx.filter(m, eqx.is_array) for m in models])
@@ -520,10 +552,24 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
         replica_step = _make_replica_step(optimizer)
     else:
         train_step = make_train_step(optimizer)
+    if parallel is None:
+        put_batch, put_key = jnp.asarray, lambda key: key  # noqa: E731
+    else:  # the batch axis (the second under vmap) split over the devices; keys whole on each
+        batch_axis = 1 if strategy == "vmap" else 0
+        put_batch, put_key = (lambda x: parallel.put_batch(x, batch_axis)), parallel.replicate  # noqa: E731
+        if strategy == "vmap":
+            stacked_model, stacked_opt = parallel.replicate((stacked_model, stacked_opt))
+            replica_step = parallel.jit(replica_step)
+        else:
+            models, opt_states = parallel.replicate((models, opt_states))
+            train_step = parallel.jit(train_step)
 
     label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
-    bar = tqdm(total=config.steps, initial=start, disable=not progress, desc=label, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, disable=not (progress and writes), desc=label, unit="step",
+               dynamic_ncols=True)
     losses = [float("nan")] * len(run_dirs)
+    # Every process of a multi-process run sees every loss; their digests show that they agree.
+    digests = [hashlib.sha256() for _ in run_dirs]
     last_saved = start
     t0 = time.time()
     try:  # the bar ends its line before any error is printed
@@ -532,14 +578,14 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             keys = [step_key(c.seed, step) for c in configs]
             if strategy == "vmap":
                 stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = replica_step(
-                    stacked_model, stacked_opt, jnp.asarray(np.stack([b.frames for b in batches])),
-                    jnp.asarray(np.stack([b.context for b in batches])), jnp.stack(keys))
+                    stacked_model, stacked_opt, put_batch(np.stack([b.frames for b in batches])),
+                    put_batch(np.stack([b.context for b in batches])), put_key(jnp.stack(keys)))
                 outputs = [(loss_arr[i], kl[i], loglik[i], grad_norm[i]) for i in range(len(run_dirs))]
             else:
                 outputs = []
                 for i, (batch, key) in enumerate(zip(batches, keys)):
                     models[i], opt_states[i], loss_arr, kl, loglik, grad_norm = train_step(
-                        models[i], opt_states[i], jnp.asarray(batch.frames), jnp.asarray(batch.context), key)
+                        models[i], opt_states[i], put_batch(batch.frames), put_batch(batch.context), put_key(key))
                     outputs.append((loss_arr, kl, loglik, grad_norm))
             for i, (run_dir, (loss_arr, kl, loglik, grad_norm)) in enumerate(zip(run_dirs, outputs)):
                 losses[i] = float(loss_arr)
@@ -551,6 +597,9 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
                                     f" {step + 1} in {run_dir}; {kept} and nothing of that step was saved: train into a"
                                     " new --out with a lower --lr or another --seed")
                 kl = np.asarray(kl)
+                digests[i].update(np.float64(losses[i]).tobytes())
+                if not writes:
+                    continue
                 with _writing(run_dir / "metrics.jsonl", last_saved):
                     append_jsonl(run_dir / "metrics.jsonl", {
                         "step": step + 1,
@@ -563,7 +612,7 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
                     })
             bar.set_postfix(loss=f"{np.mean(losses):.1f}", last_kl=f"{float(np.mean([o[1][-1] for o in outputs])):.2f}")
             bar.update(1)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            if writes and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
                 for i, run_dir in enumerate(run_dirs):
                     if strategy == "vmap":
                         model_i = eqx.combine(_unstack(eqx.filter(stacked_model, eqx.is_array), i), static)
@@ -578,4 +627,5 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
         bar.close()
     n_params = count_parameters(models[0])
     return [{"run_dir": str(d), "steps": config.steps, "resumed_from": start, "final_loss": loss,
-             "parameters": n_params} for d, loss in zip(run_dirs, losses)]
+             "parameters": n_params, "devices": parallel.size if parallel else 1, "process": jax.process_index(),
+             "losses_sha256": digest.hexdigest()} for d, loss, digest in zip(run_dirs, losses, digests)]
