@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--word-size", type=int, default=None, help="memory word width (default: the latent size)")
     t.add_argument("--top-k", type=int, default=None,
                    help="sparse content reads: only the k most similar slots get weight (ntm, lru, dnc, associative)")
+    t.add_argument("--link-k", type=int, default=None,
+                   help="sparse temporal link: keep K links per slot instead of slots x slots (dnc)")
     t.add_argument("--remat-chunk", type=int, default=None,
                    help="gradient checkpointing: keep the recurrent state every N steps and recompute between"
                         " (for long sequences; N about sqrt(T))")
@@ -173,7 +175,8 @@ def _run(args) -> int:
 
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
                                        ("read_heads", args.read_heads), ("word_size", args.word_size),
-                                       ("top_k", args.top_k), ("remat_chunk", args.remat_chunk))
+                                       ("top_k", args.top_k), ("link_k", args.link_k),
+                                       ("remat_chunk", args.remat_chunk))
                      if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,

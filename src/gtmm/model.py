@@ -44,6 +44,7 @@ class ModelConfig:
     frame_channels: int = 1
     task_context_size: int = 0
     top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
+    link_k: int | None = None  # sparse temporal link: K links kept per slot (dnc); None: the dense slots x slots link
     # Gradient checkpointing of the recurrent part: keep the state only every `remat_chunk` steps
     # and recompute the steps between in the backward pass (memory ~ T / chunk + chunk states
     # instead of T; about sqrt(T) is best). None: keep every step's state.
@@ -58,7 +59,7 @@ class ModelConfig:
         for name in ("sequence_length", "latent_size", "embed_size", "read_heads", "map_hidden", "frame_channels"):
             if getattr(self, name) < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
-        for name in ("hidden_size", "slots", "word_size", "top_k", "remat_chunk"):
+        for name in ("hidden_size", "slots", "word_size", "top_k", "link_k", "remat_chunk"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
@@ -73,6 +74,12 @@ class ModelConfig:
         if self.top_k is not None and not memory.content_addressed:
             raise GtmmError(f"{self.model} does not read by content, so top k does not apply to it; leave it out"
                             f" or use one of: {', '.join(m for m, c in MEMORIES.items() if c.content_addressed)}")
+        if self.link_k is not None and not memory.has_temporal_links:
+            raise GtmmError(f"{self.model} has no temporal links, so link k does not apply to it; leave it out"
+                            f" or use one of: {', '.join(m for m, c in MEMORIES.items() if c.has_temporal_links)}")
+        if self.link_k is not None and self.link_k > slots:
+            raise GtmmError(f"link k ({self.link_k}) cannot exceed the memory slots ({slots}); lower link k to at"
+                            f" most {slots} or raise slots")
         return ModelConfig(**{
             **asdict(self),
             "hidden_size": self.hidden_size or DEFAULT_HIDDEN_BY_NETWORK.get(self.network, DEFAULT_HIDDEN)[self.model],
@@ -141,7 +148,8 @@ class GTMM(eqx.Module):
         self.memory = MEMORIES[cfg.model](
             latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
-            **({"top_k": cfg.top_k} if cfg.top_k is not None else {}), key=k[1],
+            **({"top_k": cfg.top_k} if cfg.top_k is not None else {}),
+            **({"link_k": cfg.link_k} if cfg.link_k is not None else {}), key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])

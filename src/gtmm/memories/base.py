@@ -33,6 +33,7 @@ class AbstractMemory(eqx.Module):
 
     context_size: eqx.AbstractVar[int]  # |Psi|
     content_addressed = False  # reads by content similarity (takes `top_k`)
+    has_temporal_links = False  # keeps a temporal link between slots (takes `link_k`)
 
     @classmethod
     def default_slots(cls, sequence_length: int) -> int:

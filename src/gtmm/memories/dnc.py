@@ -9,16 +9,22 @@ The reference works on a batch; these functions work on one sequence (the model 
 `[batch_size, num_writes, memory_size]` there is `[writes, slots]` here.
 
 Symbols: N slots, W word size, R read heads, `writes` write heads (1 in the DNC paper).
+
+Optionally the temporal link keeps only K links per slot (`SparseLinkageState`, in the spirit
+of Rae et al. 2016, "Scaling memory-augmented neural networks with sparse reads and writes"):
+the link then costs O(N K) time and memory per step instead of O(N^2), and with K = N it is
+the dense link exactly.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from gtmm.memories.addressing import _EPSILON, content_weights, erase_and_write, read_memory
 from gtmm.memories.base import ControllerInput, InterfaceMemory
@@ -29,11 +35,22 @@ class TemporalLinkageState(NamedTuple):
     precedence_weights: Float[Array, "writes slots"]  # p_t: how much each slot was the last one written
 
 
+class SparseLinkageState(NamedTuple):
+    """K links per slot: row i of L_t holds only L_t[i, index[i, k]] = link[i, k], zero elsewhere.
+
+    The K indices of a row are distinct; a kept link may be zero (a free place in the row).
+    """
+
+    index: Int[Array, "writes slots k"]  # j of the k-th link kept in row i
+    link: Float[Array, "writes slots k"]  # L_t[i, index[i, k]]
+    precedence_weights: Float[Array, "writes slots"]  # p_t, dense (O(N) per step, like the write weights)
+
+
 class AccessState(NamedTuple):
     memory: Float[Array, "slots word"]  # M_t
     read_weights: Float[Array, "reads slots"]  # w^r_t
     write_weights: Float[Array, "writes slots"]  # w^w_t
-    linkage: TemporalLinkageState
+    linkage: TemporalLinkageState | SparseLinkageState
     usage: Float[Array, " slots"]  # u_t in [0, 1]
 
 
@@ -154,6 +171,95 @@ def directional_read_weights(link: Float[Array, "writes slots slots"], prev_read
     return jnp.einsum("rj,wji->rwi", prev_read_weights, link)
 
 
+# ---------------------------------------------------------------- sparse temporal links (Rae et al. 2016)
+
+def initial_sparse_linkage(slots: int, write_heads: int, k: int) -> SparseLinkageState:
+    """No links yet: row i keeps the K zero links to slots i+1, ..., i+K (mod N).
+
+    With K < N the diagonal is not among them; with K = N every slot is, so nothing can be
+    dropped and the sparse link is the dense one (`updated_sparse_link`).
+    """
+    index = (jnp.arange(slots)[:, None] + 1 + jnp.arange(k)[None, :]) % slots
+    return SparseLinkageState(jnp.broadcast_to(index, (write_heads, slots, k)).astype(jnp.int32),
+                              jnp.zeros((write_heads, slots, k)), jnp.zeros((write_heads, slots)))
+
+
+def _updated_sparse_link_one_head(index: Int[Array, "slots k"], link: Float[Array, "slots k"],
+                                 prev_precedence_weights: Float[Array, " slots"],
+                                 write_weights: Float[Array, " slots"]) -> tuple[Int[Array, "slots k"],
+                                                                                 Float[Array, "slots k"]]:
+    """`updated_sparse_link` for one write head.
+
+    Candidates for row i: its K kept links, updated as the dense link is,
+        (1 - w[i] - w[j]) L[i, j] + w[i] p[j],   j = index[i, k],
+    and the K largest entries of p_{t-1} as new links w[i] p[j], left out where j is already
+    kept in row i (no duplicates) or j = i (zero diagonal). Each row keeps its K largest
+    candidates. O(N K log K): the duplicate test scatters each kept index's position among the
+    new ones (O(N K)) instead of comparing all pairs (O(N K^2)).
+    """
+    slots, k = index.shape
+    rows = jnp.arange(slots)[:, None]
+    w_i = write_weights[:, None]
+    kept = (1 - w_i - write_weights[index]) * link + w_i * prev_precedence_weights[index]
+    kept = jnp.where(index == rows, 0.0, kept)  # L[i, i] = 0
+    p_top, new_index = jax.lax.top_k(prev_precedence_weights, k)
+    position = jnp.full(slots, k).at[new_index].set(jnp.arange(k))  # j -> its place among the new, or k
+    duplicate = jnp.zeros((slots, k + 1), bool).at[rows, position[index]].set(True)[:, :k]
+    new = w_i * p_top[None, :]
+    allowed = ~duplicate & (new_index[None, :] != rows)
+    candidates = jnp.concatenate([kept, jnp.where(allowed, new, -jnp.inf)], axis=1)
+    candidate_index = jnp.concatenate([index, jnp.broadcast_to(new_index, (slots, k))], axis=1)
+    value, place = jax.lax.top_k(candidates, k)  # the K kept links are never -inf, so none is chosen
+    return jnp.take_along_axis(candidate_index, place, axis=1), value
+
+
+def updated_sparse_link(prev: SparseLinkageState,
+                        write_weights: Float[Array, "writes slots"]) -> tuple[Int[Array, "writes slots k"],
+                                                                               Float[Array, "writes slots k"]]:
+    """L_t[i, j] = (1 - w_t[i] - w_t[j]) L_{t-1}[i, j] + w_t[i] p_{t-1}[j],  L_t[i, i] = 0, keeping
+    the K largest links of each row (the dense `updated_link` restricted to K links per slot;
+    sparse link of Rae et al. 2016, with p_{t-1} cut to its K largest entries for new links).
+
+    Exact when nothing is dropped: with K = N it equals `updated_link`.
+    """
+    return jax.vmap(_updated_sparse_link_one_head)(prev.index, prev.link, prev.precedence_weights, write_weights)
+
+
+def updated_sparse_linkage(write_weights: Float[Array, "writes slots"], prev: SparseLinkageState) -> SparseLinkageState:
+    """`updated_linkage` with K links per slot: the sparse link, then the (dense) new precedence."""
+    index, link = updated_sparse_link(prev, write_weights)
+    return SparseLinkageState(index, link, updated_precedence(prev.precedence_weights, write_weights))
+
+
+def sparse_directional_read_weights(index: Int[Array, "writes slots k"], link: Float[Array, "writes slots k"],
+                                    prev_read_weights: Float[Array, "reads slots"],
+                                    forward: bool) -> Float[Array, "reads writes slots"]:
+    """f_t = L_t w^r_{t-1} (forward), b_t = L_t^T w^r_{t-1} (backward) from K links per slot
+    (`directional_read_weights` for `SparseLinkageState`), O(R N K):
+
+        f[i] = sum_k L[i, k] w^r[index[i, k]]  (a gather),
+        b[j] = sum over (i, k) with index[i, k] = j of L[i, k] w^r[i]  (a scatter-add).
+    """
+    if forward:
+        return jnp.einsum("wik,rwik->rwi", link, prev_read_weights[:, index])
+    slots = index.shape[1]
+
+    def one_head(index, link, w):  # [slots, k], [slots, k], [slots] -> [slots]
+        return jnp.zeros(slots, link.dtype).at[index.reshape(-1)].add((link * w[:, None]).reshape(-1))
+
+    per_write = jax.vmap(one_head, in_axes=(0, 0, None))  # over write heads
+    return jax.vmap(per_write, in_axes=(None, None, 0))(index, link, prev_read_weights)
+
+
+def sparse_link_to_dense(index: Int[Array, "writes slots k"],
+                         link: Float[Array, "writes slots k"]) -> Float[Array, "writes slots slots"]:
+    """The dense L_t that K links per slot stand for (tests and inspection; O(N^2))."""
+    writes, slots, _ = index.shape
+    heads = jnp.arange(writes)[:, None, None]
+    rows = jnp.arange(slots)[None, :, None]
+    return jnp.zeros((writes, slots, slots), link.dtype).at[heads, rows, index].add(link)
+
+
 def read_weights(content: Float[Array, "reads slots"], forward: Float[Array, "reads writes slots"],
                  backward: Float[Array, "reads writes slots"],
                  read_mode: Float[Array, "reads modes"]) -> Float[Array, "reads slots"]:
@@ -175,7 +281,8 @@ def access_step(interface: DNCInterface, prev: AccessState,
 
     1. u_t from the previous write and read weights and the free gates;
     2. w^w_t from content (on M_{t-1}) and allocation (on u_t);
-    3. M_t = erase-and-write(M_{t-1});  4. L_t, p_t;
+    3. M_t = erase-and-write(M_{t-1});  4. L_t, p_t (K links per slot when `prev.linkage` is a
+       `SparseLinkageState`);
     5. w^r_t from content on M_t and the links from w^r_{t-1};  6. reads phi^r_t = w^r_t M_t (eq. 16).
     """
     usage = updated_usage(prev.write_weights, interface.free_gate, prev.read_weights, prev.usage)
@@ -183,21 +290,32 @@ def access_step(interface: DNCInterface, prev: AccessState,
     allocation = write_allocation_weights(usage, interface.allocation_gate * interface.write_gate)
     w_write = write_weights(write_content, allocation, interface.allocation_gate, interface.write_gate)
     memory = erase_and_write(prev.memory, w_write, interface.erase_vectors, interface.write_vectors)
-    linkage = updated_linkage(w_write, prev.linkage)
+    if isinstance(prev.linkage, SparseLinkageState):
+        linkage = updated_sparse_linkage(w_write, prev.linkage)
+        directional = functools.partial(sparse_directional_read_weights, linkage.index, linkage.link)
+    else:
+        linkage = updated_linkage(w_write, prev.linkage)
+        directional = functools.partial(directional_read_weights, linkage.link)
     w_read = read_weights(content_weights(memory, interface.read_keys, interface.read_strengths, top_k),
-                          directional_read_weights(linkage.link, prev.read_weights, forward=True),
-                          directional_read_weights(linkage.link, prev.read_weights, forward=False),
+                          directional(prev.read_weights, forward=True),
+                          directional(prev.read_weights, forward=False),
                           interface.read_mode)
     return read_memory(w_read, memory), AccessState(memory, w_read, w_write, linkage, usage)
 
 
-def initial_access_state(slots: int, word_size: int, read_heads: int, write_heads: int) -> AccessState:
-    """Empty memory, no reads or writes yet, no links, zero usage."""
+def initial_access_state(slots: int, word_size: int, read_heads: int, write_heads: int,
+                         link_k: int | None = None) -> AccessState:
+    """Empty memory, no reads or writes yet, no links, zero usage; `link_k`: K links per slot
+    (`SparseLinkageState`) instead of the dense N x N link."""
+    if link_k is None:
+        linkage = TemporalLinkageState(jnp.zeros((write_heads, slots, slots)), jnp.zeros((write_heads, slots)))
+    else:
+        linkage = initial_sparse_linkage(slots, write_heads, link_k)
     return AccessState(
         memory=jnp.zeros((slots, word_size)),
         read_weights=jnp.zeros((read_heads, slots)),
         write_weights=jnp.zeros((write_heads, slots)),
-        linkage=TemporalLinkageState(jnp.zeros((write_heads, slots, slots)), jnp.zeros((write_heads, slots))),
+        linkage=linkage,
         usage=jnp.zeros(slots),
     )
 
@@ -225,14 +343,19 @@ class DNCMemory(InterfaceMemory):
     Reads come after this step's write, as in the DNC (the reference's `MemoryAccess`): the
     word written at step t is derived from z_{t-1}, so Psi still holds only what was in memory
     before step t (paper Fig. 2), and z_{t-1} is readable at once.
+
+    `link_k`: keep K temporal links per slot (`SparseLinkageState`, O(N K) per step) instead of
+    the dense N x N link (O(N^2)); None: dense.
     """
 
     write_heads: int = eqx.field(static=True)
+    link_k: int | None = eqx.field(static=True)
+    has_temporal_links = True
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
-                 key: PRNGKeyArray, **_: int):
-        self.write_heads = write_heads
+                 link_k: int | None = None, key: PRNGKeyArray, **_: int):
+        self.write_heads, self.link_k = write_heads, link_k
         self._build_controller(latent_size=latent_size, task_context_size=task_context_size,
                                hidden_size=hidden_size, slots=slots, read_heads=read_heads,
                                word_size=word_size, top_k=top_k, key=key)
@@ -257,7 +380,8 @@ class DNCMemory(InterfaceMemory):
     def initial_state(self) -> DNCState:
         zeros = jnp.zeros(self.hidden_size)
         return DNCState(zeros, zeros, jnp.zeros((self.read_heads, self.word_size)),
-                        initial_access_state(self.slots, self.word_size, self.read_heads, self.write_heads))
+                        initial_access_state(self.slots, self.word_size, self.read_heads, self.write_heads,
+                                             self.link_k))
 
     def __call__(self, inputs: ControllerInput, state: DNCState) -> tuple[Float[Array, " psi"], DNCState]:
         x = jnp.concatenate([inputs.latent, inputs.context, state.reads.reshape(-1)])
