@@ -45,9 +45,10 @@ class ModelConfig:
     task_context_size: int = 0
     top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
     link_k: int | None = None  # sparse temporal link: K links kept per slot (dnc); None: the dense slots x slots link
-    # Gradient checkpointing of the recurrent part: keep the state only every `remat_chunk` steps
-    # and recompute the steps between in the backward pass (memory ~ T / chunk + chunk states
-    # instead of T; about sqrt(T) is best). None: keep every step's state.
+    # Gradient checkpointing: keep the recurrent state only every `remat_chunk` steps and
+    # recompute the steps between in the backward pass (memory ~ T / chunk + chunk states instead
+    # of T; about sqrt(T) is best), and run the encoder and decoder over the frames in blocks of
+    # `remat_chunk`, recomputed likewise. None: keep everything.
     remat_chunk: int | None = None
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
@@ -109,6 +110,27 @@ def chunked_scan(step, carry, xs, chunk: int | None):
     return carry, ys
 
 
+def chunked_vmap(f, xs, chunk: int | None):
+    """`jax.vmap(f)(xs)` over the leading (time) axis, in blocks of `chunk` items under
+    `jax.checkpoint` when `chunk` is given.
+
+    The blocks run one after another (`lax.map`), and the backward pass recomputes a block's
+    activations when it reaches it instead of keeping them for all T frames: the image networks'
+    activation memory then grows with `chunk`, not T. Values and gradients are unchanged.
+    """
+    T = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    if chunk is None or chunk >= T:
+        return jax.vmap(f)(xs)
+    n = T // chunk
+    head = jax.tree_util.tree_map(lambda x: x[:n * chunk].reshape(n, chunk, *x.shape[1:]), xs)
+    ys = jax.lax.map(jax.checkpoint(jax.vmap(f)), head)
+    ys = jax.tree_util.tree_map(lambda y: y.reshape(n * chunk, *y.shape[2:]), ys)
+    if T % chunk:
+        tail = jax.vmap(f)(jax.tree_util.tree_map(lambda x: x[n * chunk:], xs))
+        ys = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), ys, tail)
+    return ys
+
+
 class StepTerms(NamedTuple):
     """The two terms of the per-step free energy F_t = log_likelihood_t - kl_t (eq. 6)."""
 
@@ -164,11 +186,11 @@ class GTMM(eqx.Module):
 
     def embed(self, frames: Float[Array, "time c h w"]) -> Float[Array, "time embed"]:
         check_frame_shape(self.network, frames.shape[1:], self.frame_channels)  # at trace time
-        return jax.vmap(self.encoder)(frames)
+        return chunked_vmap(self.encoder, frames, self.remat_chunk)
 
     def decode(self, latent: Float[Array, "time latent"], context: Float[Array, "time psi"]) -> Float[Array, "time c h w"]:
         """Bernoulli logits of p(x_t | z_t, Psi_{t-1}) for every step at once."""
-        return jax.vmap(self.decoder)(jnp.concatenate([latent, context], axis=-1))
+        return chunked_vmap(self.decoder, jnp.concatenate([latent, context], axis=-1), self.remat_chunk)
 
     def unroll(
         self,
