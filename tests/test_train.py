@@ -88,3 +88,26 @@ def test_replicas_trained_together_equal_each_trained_alone(tmp_path, recall_tas
     # the two replicas really differ (own seed, own data stream)
     assert read_metrics(tmp_path / "together" / "replica-0")[0]["negative_bound"] != \
         read_metrics(tmp_path / "together" / "replica-1")[0]["negative_bound"]
+
+
+def test_compiling_ahead_of_the_first_step_compiles_once():
+    """`compile_then_release` compiles the step; the first real call must reuse that compilation."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from gtmm.train import compile_then_release
+
+    @eqx.filter_jit
+    def step(w, x):
+        return jnp.tanh(x @ w).sum() * 1.2345  # a function no other test compiles
+
+    w, x = jnp.ones((7, 3)), jnp.ones((5, 7))
+    expected = float(np.tanh(np.ones((5, 7)) @ np.ones((7, 3))).sum() * 1.2345)
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    compile_then_release(step, w, x)
+    assert len(compiles) == 1
+    assert float(step(w, x)) == pytest.approx(expected, rel=1e-6)
+    assert len(compiles) == 1, "the first call compiled again instead of reusing the ahead-of-time compilation"

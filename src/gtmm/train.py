@@ -19,6 +19,7 @@ of the run that was never interrupted (tests/test_reliability.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import hashlib
@@ -179,6 +180,22 @@ def make_train_step(optimizer: optax.GradientTransformation):
                 grad_norm)
 
     return train_step
+
+
+def compile_then_release(step_fn, *args) -> None:
+    """Compile the jitted `step_fn` for `args` ahead of its first call, then hand the memory the
+    compiler freed back to the operating system.
+
+    glibc keeps freed heap pages in the process, so without the trim the compiler's garbage
+    (about half a gigabyte for a long sequence) stays resident while the first step allocates
+    its buffers beside it, and a run's peak memory is the sum of the two. The later call reuses
+    this compilation (JAX caches it in memory), so nothing is compiled twice.
+    """
+    step_fn.lower(*args).compile()
+    try:  # glibc only; elsewhere the compiler's freed memory is merely not returned early
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def step_key(seed: int, step: int) -> jax.Array:
@@ -577,15 +594,19 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             batches = [task.batch("train", config.batch_size, c.seed, step) for c in configs]
             keys = [step_key(c.seed, step) for c in configs]
             if strategy == "vmap":
-                stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = replica_step(
-                    stacked_model, stacked_opt, put_batch(np.stack([b.frames for b in batches])),
-                    put_batch(np.stack([b.context for b in batches])), put_key(jnp.stack(keys)))
+                args = (stacked_model, stacked_opt, put_batch(np.stack([b.frames for b in batches])),
+                        put_batch(np.stack([b.context for b in batches])), put_key(jnp.stack(keys)))
+                if step == start and parallel is None:
+                    compile_then_release(replica_step, *args)
+                stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = replica_step(*args)
                 outputs = [(loss_arr[i], kl[i], loglik[i], grad_norm[i]) for i in range(len(run_dirs))]
             else:
                 outputs = []
                 for i, (batch, key) in enumerate(zip(batches, keys)):
-                    models[i], opt_states[i], loss_arr, kl, loglik, grad_norm = train_step(
-                        models[i], opt_states[i], put_batch(batch.frames), put_batch(batch.context), put_key(key))
+                    args = (models[i], opt_states[i], put_batch(batch.frames), put_batch(batch.context), put_key(key))
+                    if step == start and i == 0 and parallel is None:
+                        compile_then_release(train_step, *args)
+                    models[i], opt_states[i], loss_arr, kl, loglik, grad_norm = train_step(*args)
                     outputs.append((loss_arr, kl, loglik, grad_norm))
             for i, (run_dir, (loss_arr, kl, loglik, grad_norm)) in enumerate(zip(run_dirs, outputs)):
                 losses[i] = float(loss_arr)
