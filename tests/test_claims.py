@@ -1,0 +1,39 @@
+"""scripts/claims.py: the verdict rule of the reproduction page (docs/results/reproduction.md)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "scripts" / "claims.py")
+claims = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(claims)
+
+
+def _write(folder: Path, recall: dict[str, list[float]], before: float = 10.0) -> None:
+    for model, values in recall.items():
+        for r, kl in enumerate(values):
+            (folder / f"{model}-{r}.json").write_text(json.dumps({
+                "task": "perfect-recall", "l": 15, "k": 5, "model": model, "kl_recall": kl,
+                "kl_before_recall": before, "generation_accuracy": 0.1, "generation_chance": 0.07}))
+
+
+@pytest.mark.parametrize("vrnn, memory, expected", [
+    ([9.0, 9.1, 8.9], [5.0, 5.1, 4.9], "reproduced"),
+    ([5.0, 5.1, 4.9], [9.0, 9.1, 8.9], "contradicted"),
+    ([7.0, 9.0, 5.0], [6.5, 8.0, 5.5], "not reproduced at this scale"),
+])
+def test_memory_beats_vrnn_verdict(tmp_path, vrnn, memory, expected):
+    _write(tmp_path, {"vrnn": vrnn, **{m: memory for m in claims.MEMORY}})
+    models = claims.load([str(tmp_path)])[("perfect-recall", 15, 5)]
+    claim = claims.CLAIMS["perfect-recall"][0][1]
+    assert claims.verdict(models, claim, "kl_recall").startswith(expected)
+    # the change from before recall orders the models the same way when KL before recall is equal
+    assert claims.verdict(models, claim, "recall_change").startswith(expected)
+
+
+def test_a_missing_model_is_reported_not_judged(tmp_path):
+    _write(tmp_path, {"vrnn": [9.0, 9.1, 8.9], "introspective": [5.0, 5.1, 4.9]})
+    models = claims.load([str(tmp_path)])[("perfect-recall", 15, 5)]
+    assert claims.verdict(models, claims.CLAIMS["perfect-recall"][0][1], "kl_recall").startswith("not run")
