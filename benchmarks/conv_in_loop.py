@@ -1,0 +1,54 @@
+"""Why `--remat-chunk` slows training on CPU: the image networks' convolutions inside a loop body.
+
+`gtmm.model.chunked_vmap` runs the encoder and decoder over blocks of frames in a `lax.map`
+(a loop), so that the backward pass keeps one block's activations instead of all T frames'.
+Unrolling the blocks instead keeps the speed but not the memory (XLA then schedules every
+block's activations at once). This prints, for two of the encoder's convolutions on 480 frames,
+the time of the input gradient (dx) and the weight gradient (dW) when the frames are vmapped at
+the top level and when the same frames run as 3 blocks of 160 in a `lax.map`.
+
+Usage: PYTHONPATH=src python benchmarks/conv_in_loop.py
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+from gtmm.networks import Encoder, conv_xla
+
+
+def seconds(f, *args, repeats: int = 3) -> float:
+    g = jax.jit(f)
+    jax.block_until_ready(g(*args))
+    t = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(g(*args))
+    return (time.perf_counter() - t) / repeats
+
+
+def main() -> None:
+    encoder = Encoder(1, 64, key=jax.random.PRNGKey(0))
+    cases = [("down1 3x3 stride 2, 32->32 on 32x32", encoder.down1, (32, 32, 32)),
+             ("block2 7x7, 32->8 on 16x16", encoder.block2.convs[3], (16, 16, 32))]
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; seconds per gradient over 480 frames")
+    print("| convolution | gradient | vmap | lax.map of 3 blocks | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, conv, shape in cases:
+        x = jnp.ones((480,) + shape)
+
+        def top(c, x):
+            return jnp.sum(jnp.square(jax.vmap(lambda f: conv_xla(c, f))(x)))
+
+        def looped(c, x):
+            blocks = x.reshape(3, 160, *shape)
+            return jnp.sum(jnp.square(jax.lax.map(jax.vmap(lambda f: conv_xla(c, f)), blocks)))
+
+        for label, arg in (("dW", 0), ("dx", 1)):
+            a = seconds(jax.grad(top, argnums=arg), conv, x)
+            b = seconds(jax.grad(looped, argnums=arg), conv, x)
+            print(f"| {name} | {label} | {a:.3f} | {b:.3f} | {b / a:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
