@@ -7,9 +7,13 @@ block's activations at once). This prints, for two of the encoder's convolutions
 the time of the input gradient (dx) and the weight gradient (dW) when the frames are vmapped at
 the top level and when the same frames run as 3 blocks of 160 in a `lax.map`.
 
-Usage: PYTHONPATH=src python benchmarks/conv_in_loop.py
+With `--layouts` it instead times one 3x3 stride-2 convolution (480 frames, 32 -> 32 channels,
+32x32) written with each input and kernel layout: none escapes the slow loop.
+
+Usage: PYTHONPATH=src python benchmarks/conv_in_loop.py [--layouts]
 """
 
+import sys
 import time
 
 import jax
@@ -25,6 +29,28 @@ def seconds(f, *args, repeats: int = 3) -> float:
     for _ in range(repeats):
         jax.block_until_ready(g(*args))
     return (time.perf_counter() - t) / repeats
+
+
+def layouts() -> None:
+    n, h, c, k = 480, 32, 32, 3
+    print(f"jax {jax.__version__}; seconds per gradient over {n} frames, 3x3 stride 2, {c}->{c} channels")
+    print("| input | kernel | dW vmap | dW lax.map | dx vmap | dx lax.map |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for lhs, rhs in [("NHWC", "OIHW"), ("NHWC", "HWIO"), ("NHWC", "OHWI"), ("NCHW", "OIHW"), ("NCHW", "HWIO")]:
+        x = jnp.ones((n, h, h, c) if lhs == "NHWC" else (n, c, h, h))
+        w = 0.01 * jnp.ones({"OIHW": (c, c, k, k), "HWIO": (k, k, c, c), "OHWI": (c, k, k, c)}[rhs])
+
+        def conv(w, x, lhs=lhs, rhs=rhs):
+            return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=(lhs, rhs, lhs))
+
+        def top(w, x, conv=conv):
+            return jnp.sum(jnp.square(conv(w, x)))
+
+        def looped(w, x, conv=conv):
+            return jnp.sum(jnp.square(jax.lax.map(lambda b: conv(w, b), x.reshape(3, n // 3, *x.shape[1:]))))
+
+        cells = [seconds(jax.grad(f, argnums=a), w, x) for a in (0, 1) for f in (top, looped)]
+        print(f"| {lhs} | {rhs} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
 
 
 def main() -> None:
@@ -51,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    layouts() if "--layouts" in sys.argv[1:] else main()
