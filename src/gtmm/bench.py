@@ -2,13 +2,18 @@
 
 Times the jitted Adam step on real task batches: compile time of the first call, then the mean
 wall time of `steps` further calls; XLA's cost analysis gives FLOPs per step, and the peak
-resident memory of this process is read from the OS.
+resident memory of this process is read from the OS. The achieved FLOP/s is set against the
+machine's dense matrix-product rate measured in the same process (PERFORMANCE.md's ceiling), and
+optionally a second process times the first step again with JAX's persistent cache warm.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 
@@ -16,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from gtmm.errors import GtmmError
 from gtmm.tasks import make_task
 from gtmm.train import TrainConfig, build_model, make_optimizer, make_train_step, step_key
 
@@ -23,6 +29,44 @@ from gtmm.train import TrainConfig, build_model, make_optimizer, make_train_step
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def matmul_ceiling_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of `repeats` jitted n x n x n float32 matrix products (2 n^3 FLOPs each):
+    the rate a training step could approach on this device."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    product = jax.jit(jnp.matmul)
+    jax.block_until_ready(product(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(product(a, b))
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / max(best, 1e-9) / 1e9
+
+
+def check_warm_cache(config: TrainConfig) -> None:
+    """Fail before anything is compiled if a warm-cache figure cannot be measured."""
+    if os.environ.get("GTMM_NO_COMPILE_CACHE"):
+        raise GtmmError("--warm-cache times a second process against the compile cache, which"
+                        " GTMM_NO_COMPILE_CACHE turns off; unset it")
+    if config.model_overrides:
+        raise GtmmError("the warm-cache process is started from the command line, which has no model"
+                        f" overrides; drop {sorted(config.model_overrides)} or warm_cache")
+
+
+def warm_cache_first_step_s(config: TrainConfig) -> float:
+    """The first step's time in a fresh process of the same configuration, which finds this
+    process's compilation in JAX's persistent cache (call after `bench` has compiled it)."""
+    check_warm_cache(config)
+    argv = [sys.executable, "-m", "gtmm", "bench", "--model", config.model, "--task", config.task,
+            "--l", str(config.l), "--k", str(config.k), "--batch-size", str(config.batch_size),
+            "--seed", str(config.seed), "--steps", "1", "--no-ceiling"]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise GtmmError(f"the second benchmark process failed: {done.stderr.strip().splitlines()[-1:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["first_step_s"])
 
 
 def _step_flops(step, *args) -> float | None:
@@ -38,12 +82,18 @@ def _step_flops(step, *args) -> float | None:
     return float(flops) if flops else None
 
 
-def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None) -> dict:
+def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None, ceiling: bool = True,
+          warm_cache: bool = False) -> dict:
     """Benchmark `config`'s training step; returns a flat dict of figures. `devices`: the batch
-    split over that many devices, as `gtmm.train.train` does (data parallel)."""
+    split over that many devices, as `gtmm.train.train` does (data parallel). `ceiling`: also
+    measure the matrix-product rate and the fraction of it the step achieves. `warm_cache`: also
+    time the first step in a second process with the persistent compile cache warm (the CLI
+    enables that cache; for a cold first figure point GTMM_COMPILE_CACHE at an empty folder)."""
     from gtmm.parallel import data_parallel
 
     config = config.validate()
+    if warm_cache:
+        check_warm_cache(config)
     parallel = data_parallel(devices)
     if parallel is not None:
         parallel.check_batch(config.batch_size)
@@ -82,6 +132,11 @@ def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None)
     flops = _step_flops(train_step, model, opt_state, frames, context, key_at(0))
     if flops is not None and parallel is not None:
         flops *= parallel.size  # XLA costs the partitioned program, one device's share
+    gflop_per_s = None if flops is None else flops / 1e9 / step_s
+    ceiling_gflops = matmul_ceiling_gflops() if ceiling else None
+    if ceiling_gflops is not None and parallel is not None:
+        ceiling_gflops *= parallel.size  # one product runs on one device
+    fraction = None if gflop_per_s is None or ceiling_gflops is None else gflop_per_s / ceiling_gflops
     return {
         "model": config.model,
         "task": config.task,
@@ -94,8 +149,11 @@ def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None)
         "sequences_per_s": round(config.batch_size / step_s, 2),
         "first_step_s": round(compile_s, 2),
         "gflop_per_step": None if flops is None else round(flops / 1e9, 2),
-        "gflop_per_s": None if flops is None else round(flops / 1e9 / step_s, 1),
+        "gflop_per_s": None if gflop_per_s is None else round(gflop_per_s, 1),
+        "matmul_ceiling_gflop_per_s": None if ceiling_gflops is None else round(ceiling_gflops, 1),
+        "fraction_of_ceiling": None if fraction is None else round(fraction, 3),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "first_step_warm_cache_s": round(warm_cache_first_step_s(config), 2) if warm_cache else None,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
         "devices": parallel.size if parallel else 1,

@@ -140,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     model_and_task(b)
     b.add_argument("--steps", type=_positive_int, default=5, help="timed steps after the first")
     b.add_argument("--devices", type=_devices, default=None, help="split the batch over N devices (or 'all')")
+    b.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                   help="skip measuring the matrix-product ceiling (2048^3 float32 products)")
+    b.add_argument("--warm-cache", action="store_true",
+                   help="also time the first step in a second process that finds the compile cache warm")
 
     dr = sub.add_parser("draw", help="PNG of example sequences of a task, as the paper's Fig. 3, 5, 7, 9, 11, 13")
     dr.add_argument("task", help=f"one of {', '.join(TASKS)}")
@@ -247,7 +251,8 @@ def _run(args) -> int:
 
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
                              batch_size=args.batch_size, seed=args.seed)
-        print(json.dumps(bench(config, args.steps, devices=args.devices)))
+        print(json.dumps(bench(config, args.steps, devices=args.devices, ceiling=args.ceiling,
+                               warm_cache=args.warm_cache)))
     elif args.command == "draw":
         from gtmm.plots import draw_task_examples
         from gtmm.tasks import make_task
