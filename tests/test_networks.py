@@ -127,3 +127,15 @@ def test_encoder_and_decoder_equal_equinox_layers():
     for net, ref, x in [(enc, _reference_encoder, frames), (dec, _reference_decoder, inputs)]:
         ours, theirs = eqx.filter_jit(lambda m, x, ref=ref: (jax.vmap(m)(x), jax.vmap(lambda z: ref(m, z))(x)))(net, x)
         _close(ours, theirs, atol=1e-4)
+
+
+def test_in_loop_networks_equal_the_default_in_value_and_gradient():
+    """`in_loop=True` (matrix-product convolutions for the checkpointed blocks) computes the same
+    encoder and decoder, values and parameter gradients, as XLA's convolutions."""
+    enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
+    frames = jax.random.uniform(KEY, (2, 1, 32, 32))
+    inputs = jax.random.normal(KEY, (2, 40))
+    for net, x in [(enc, frames), (dec, inputs)]:
+        both = eqx.filter_jit(lambda m, x: (jax.vmap(m)(x), jax.vmap(lambda z: m(z, in_loop=True))(x)))(net, x)
+        _close(*both, atol=1e-4)
+        _close_grads(lambda m, z: jax.vmap(lambda f: m(f, in_loop=True))(z), lambda m, z: jax.vmap(m)(z), net, x)

@@ -7,6 +7,8 @@ map runs over all T steps at once after it. Batching is one `jax.vmap` at the ed
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -110,20 +112,23 @@ def chunked_scan(step, carry, xs, chunk: int | None):
     return carry, ys
 
 
-def chunked_vmap(f, xs, chunk: int | None):
+def chunked_vmap(f, xs, chunk: int | None, loop_f=None):
     """`jax.vmap(f)(xs)` over the leading (time) axis, in blocks of `chunk` items under
     `jax.checkpoint` when `chunk` is given.
 
     The blocks run one after another (`lax.map`), and the backward pass recomputes a block's
     activations when it reaches it instead of keeping them for all T frames: the image networks'
     activation memory then grows with `chunk`, not T. Values and gradients are unchanged.
+    `loop_f`: the same function written for a loop body, used for the blocks (the image networks
+    with `in_loop=True`: matrix-product convolutions, which XLA's CPU backend runs as fast inside a
+    loop body as outside it, where its convolutions are 7-50x slower).
     """
     T = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if chunk is None or chunk >= T:
         return jax.vmap(f)(xs)
     n = T // chunk
     head = jax.tree_util.tree_map(lambda x: x[:n * chunk].reshape(n, chunk, *x.shape[1:]), xs)
-    ys = jax.lax.map(jax.checkpoint(jax.vmap(f)), head)
+    ys = jax.lax.map(jax.checkpoint(jax.vmap(loop_f or f)), head)
     ys = jax.tree_util.tree_map(lambda y: y.reshape(n * chunk, *y.shape[2:]), ys)
     if T % chunk:
         tail = jax.vmap(f)(jax.tree_util.tree_map(lambda x: x[n * chunk:], xs))
@@ -186,11 +191,12 @@ class GTMM(eqx.Module):
 
     def embed(self, frames: Float[Array, "time c h w"]) -> Float[Array, "time embed"]:
         check_frame_shape(self.network, frames.shape[1:], self.frame_channels)  # at trace time
-        return chunked_vmap(self.encoder, frames, self.remat_chunk)
+        return chunked_vmap(self.encoder, frames, self.remat_chunk, functools.partial(self.encoder, in_loop=True))
 
     def decode(self, latent: Float[Array, "time latent"], context: Float[Array, "time psi"]) -> Float[Array, "time c h w"]:
         """Bernoulli logits of p(x_t | z_t, Psi_{t-1}) for every step at once."""
-        return chunked_vmap(self.decoder, jnp.concatenate([latent, context], axis=-1), self.remat_chunk)
+        return chunked_vmap(self.decoder, jnp.concatenate([latent, context], axis=-1), self.remat_chunk,
+                            functools.partial(self.decoder, in_loop=True))
 
     def unroll(
         self,

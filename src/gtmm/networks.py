@@ -30,6 +30,11 @@ The two matrix-product forms:
 (`jax.custom_vjp`), since autodiff of a gather or of a sum of shifted planes builds k*k
 full-size padded copies.
 
+Inside a loop body (the checkpointed blocks of `gtmm.model.chunked_vmap`, `in_loop=True`) every
+convolution of the encoder and decoder is a matrix product: XLA's CPU convolutions and their
+gradients run 4-40x slower there than at the top level, matrix products do not
+(jax-ml/jax#12868; `benchmarks/conv_in_loop.py`, docs/results/long-sequences.md).
+
 Upsampling in the decoder: a 3x3 convolution to 4x the channels followed by depth-to-space
 (sub-pixel convolution) instead of a stride-2 transposed convolution. It has the same receptive
 field and output shape; on XLA's CPU backend the transposed convolution's weight gradient was
@@ -169,6 +174,13 @@ def conv_output_side(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[A
     return out if conv.bias is None else out + conv.bias.reshape(cout)
 
 
+def conv_any(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"], in_loop: bool) -> Float[Array, "ho wo cout"]:
+    """`conv` by XLA's convolution, or by im2col `in_loop`: inside a loop body (the checkpointed
+    blocks of `gtmm.model.chunked_vmap`) XLA's CPU convolutions run 7-50x slower than at the top
+    level while matrix products do not (jax-ml/jax#12868; `benchmarks/conv_in_loop.py`)."""
+    return conv_input_side(conv, x) if in_loop else conv_xla(conv, x)
+
+
 def conv_xla(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "ho wo cout"]:
     """`conv` on a channels-last frame by XLA's convolution (fast enough on the CPU backend when
     there are many input and output channels: the second blocks and the strided convolutions)."""
@@ -194,9 +206,9 @@ class InceptionBlock(eqx.Module):
             eqx.nn.Conv2d(in_channels, per_stream, k, padding=k // 2, key=kk) for k, kk in zip(KERNEL_SIZES, keys)
         )
 
-    def __call__(self, x: Float[Array, "h w cin"]) -> Float[Array, "h w cout"]:
+    def __call__(self, x: Float[Array, "h w cin"], *, in_loop: bool = False) -> Float[Array, "h w cout"]:
         kmax = max(KERNEL_SIZES)
-        if x.shape[-1] * kmax * kmax <= sum(c.out_channels * c.kernel_size[0] ** 2 for c in self.convs):
+        if in_loop or x.shape[-1] * kmax * kmax <= sum(c.out_channels * c.kernel_size[0] ** 2 for c in self.convs):
             return self._shared_patch(x)
         return jnp.concatenate([conv_xla(c, x) for c in self.convs], axis=-1)
 
@@ -280,12 +292,13 @@ class Encoder(eqx.Module):
         self.down2 = eqx.nn.Conv2d(32, 64, 3, stride=2, padding=1, key=k[3])
         self.linear = eqx.nn.Linear(64 * 8 * 8, embed_size, key=k[4])
 
-    def __call__(self, frame: Float[Array, "c 32 32"]) -> Float[Array, " embed"]:
+    def __call__(self, frame: Float[Array, "c 32 32"], *, in_loop: bool = False) -> Float[Array, " embed"]:
+        """`in_loop`: matrix-product convolutions throughout, for a loop body (`conv_any`)."""
         x = _to_hwc(2.0 * frame - 1.0)
         x = jax.nn.relu(group_norm(self.norm1, self.block1(x)))
-        x = jax.nn.relu(group_norm(self.norm1b, conv_xla(self.down1, x)))
-        x = jax.nn.relu(group_norm(self.norm2, self.block2(x)))
-        x = conv_xla(self.down2, x)  # no normalisation or ReLU after the last convolution (appendix B.1)
+        x = jax.nn.relu(group_norm(self.norm1b, conv_any(self.down1, x, in_loop)))
+        x = jax.nn.relu(group_norm(self.norm2, self.block2(x, in_loop=in_loop)))
+        x = conv_any(self.down2, x, in_loop)  # no normalisation or ReLU after the last convolution (appendix B.1)
         return self.linear(_to_chw(x).reshape(-1))
 
 
@@ -315,10 +328,11 @@ class Decoder(eqx.Module):
         # is one 7x7 convolution: the same functions at half the cost.
         self.out = eqx.nn.Conv2d(32, out_channels, 7, padding=3, key=k[4])
 
-    def __call__(self, inputs: Float[Array, " inputs"]) -> Float[Array, "c 32 32"]:
+    def __call__(self, inputs: Float[Array, " inputs"], *, in_loop: bool = False) -> Float[Array, "c 32 32"]:
+        """`in_loop`: matrix-product convolutions throughout, for a loop body (`conv_any`)."""
         x = _to_hwc(self.linear(inputs).reshape(64, 8, 8))
         x = jax.nn.relu(group_norm(self.norm2, self.up2(x)))
-        x = jax.nn.relu(group_norm(self.norm2b, self.block2(x)))
+        x = jax.nn.relu(group_norm(self.norm2b, self.block2(x, in_loop=in_loop)))
         x = jax.nn.relu(group_norm(self.norm1, self.up1(x)))
         return _to_chw(conv_output_side(self.out, x))
 
@@ -358,7 +372,8 @@ class TwoPathwayEncoder(eqx.Module):
         self.linear = (None if embed_size == TWO_PATHWAY_FEATURES
                        else eqx.nn.Linear(TWO_PATHWAY_FEATURES, embed_size, key=k[5]))
 
-    def __call__(self, frame: Float[Array, "c 32 32"]) -> Float[Array, " embed"]:
+    def __call__(self, frame: Float[Array, "c 32 32"], *, in_loop: bool = False) -> Float[Array, " embed"]:
+        # `in_loop` is accepted for the interface; these strided convolutions stay XLA's (T = 30 here).
         check_frame_shape("two-pathway", frame.shape, self.in_channels)
         x0 = 2.0 * frame - 1.0
         features = []
@@ -399,8 +414,8 @@ class TwoPathwayDecoder(eqx.Module):
             eqx.nn.ConvTranspose2d(16, out_channels, 4, stride=2, padding=1, key=k[5]),
         )
 
-    def __call__(self, inputs: Float[Array, " inputs"]) -> Float[Array, "c 32 32"]:
-        features = jax.nn.relu(self.linear(inputs))
+    def __call__(self, inputs: Float[Array, " inputs"], *, in_loop: bool = False) -> Float[Array, "c 32 32"]:
+        features = jax.nn.relu(self.linear(inputs))  # `in_loop`: as in TwoPathwayEncoder
         out = 0.0
         for convs, x in ((self.global_convs, features[:GLOBAL_FEATURES].reshape(GLOBAL_FEATURES, 1, 1)),
                          (self.local_convs, features[GLOBAL_FEATURES:].reshape(8, 8, 8))):
