@@ -76,3 +76,11 @@ def fake_episode_dataset(episodes: int = 20, length: int = 30, size: int = 32):
 @pytest.fixture(scope="session")
 def episode_dataset():
     return fake_episode_dataset()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Free the 3D renderer's GL context while EGL can still do it (see maze3d.release_renderers)."""
+    import sys
+
+    if "gtmm.data.maze3d" in sys.modules:
+        sys.modules["gtmm.data.maze3d"].release_renderers()

@@ -269,4 +269,4 @@ def test_every_model_trains_under_debug_nans_on_adversarial_frames():
                            "--adversarial", "mixed"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 models x 1 inputs" in proc.stdout and "no NaN or Inf anywhere" in proc.stdout, proc.stdout
+    assert "6 models x 1 inputs" in proc.stdout and "no NaN or Inf anywhere" in proc.stdout, proc.stdout

@@ -304,6 +304,9 @@ _INSTALL_HINT = ("install Mesa's EGL (Debian/Ubuntu: apt-get install libegl1 lib
                  " OSMesa (apt-get install libosmesa6) and set MUJOCO_GL=osmesa")
 
 
+_OPEN: list["MazeRenderer"] = []  # renderers whose GL context is alive (release_renderers frees them)
+
+
 class MazeRenderer:
     """Renders worlds through one offscreen GL context, reused for every episode of a process."""
 
@@ -327,6 +330,7 @@ class MazeRenderer:
             self._context.make_current()
         except Exception as e:  # ImportError, OSError, RuntimeError, PyOpenGL's errors: all mean the same
             raise _no_gl_error(e) from None
+        _OPEN.append(self)
 
     def render(self, world: World) -> np.ndarray:
         """The frames of `world`'s episode: uint8 `[time, 3, size, size]`."""
@@ -372,6 +376,15 @@ class MazeRenderer:
 def shared_renderer(size: int = FRAME_SIZE) -> MazeRenderer:
     """The process's renderer for frames of `size` (one GL context per process)."""
     return MazeRenderer(size)
+
+
+def release_renderers() -> None:
+    """Free the process's GL contexts. Call it when rendering is done: a context still alive at
+    interpreter exit cannot be freed there (EGL refuses, EGL_NOT_INITIALIZED, even from an atexit
+    hook) and mujoco's `GLContext.__del__` then prints a TypeError during teardown."""
+    while _OPEN:
+        _OPEN.pop().close()
+    shared_renderer.cache_clear()
 
 
 def render_episode(seed: int | tuple[int, ...], size: int = FRAME_SIZE) -> tuple[np.ndarray, World]:

@@ -126,6 +126,7 @@ def generate(episodes: int, root: str | Path | None = None, seed: int = 0, size:
             write_json_atomic(folder / "manifest.json", manifest)
     finally:
         bar.close()
+        maze3d.release_renderers()  # while EGL can still free the context (not at exit)
     seconds = time.time() - t0
     return {"folder": str(folder), "episodes": episodes, "rendered": rendered, "kept": kept,
             "seconds": round(seconds, 2),
