@@ -27,13 +27,26 @@ from pathlib import Path
 from remat import in_fresh_process
 
 CONFIGS = {  # name -> (model, ModelConfig overrides)
+    "vrnn": ("vrnn", {}),
+    "introspective": ("introspective", {}),
+    "ntm": ("ntm", {}),
+    "lru": ("lru", {}),
     "dnc-dense": ("dnc", {}),
     "dnc-sparse": ("dnc", {"top_k": 8, "link_k": 8}),
     "associative-dense": ("associative", {}),
     "associative-topk": ("associative", {"top_k": 8}),
 }
-STYLE = {"dnc-dense": ("tab:purple", "-"), "dnc-sparse": ("tab:purple", "--"),
+STYLE = {"vrnn": ("tab:gray", "-"), "introspective": ("tab:red", "-"), "ntm": ("tab:blue", "-"),
+         "lru": ("tab:green", "-"), "dnc-dense": ("tab:purple", "-"), "dnc-sparse": ("tab:purple", "--"),
          "associative-dense": ("tab:orange", "-"), "associative-topk": ("tab:orange", "--")}
+
+
+# What the algorithms predict per sequence of T steps with slots = T (5 T for lru): the image
+# networks and the controller are O(T) for every model; the memories add the following.
+EXPECTED = {"vrnn": "T (no memory)", "introspective": "T^2 (attention over T slots at each step)",
+            "ntm": "T^2 (content and shift over T slots)", "lru": "T^2 (5 T slots)",
+            "dnc-dense": "T^3 (the T x T link at each step)", "dnc-sparse": "T^2 (K links per slot, content over T)",
+            "associative-dense": "T^2 (content over T slots)", "associative-topk": "T^2 (similarities over T slots)"}
 
 
 def extrapolate(points: list[tuple[int, float]], T: int) -> float | None:
@@ -97,7 +110,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylim(min(r[key] for r in result["runs"] if key in r) / 2,
                     max(r[key] for r in result["runs"] if key in r) * 2)
     axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("One training step (loss and gradient), batch 1, 2-core shared CPU", fontsize=10)
+    fig.suptitle(f"One training step (loss and gradient), batch 1; {result['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -123,7 +136,7 @@ def main() -> None:
         return
     Ts = [int(t) for t in a.T.split(",")]
     result = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"
-              f" ({platform.processor() or platform.platform()}), shared with another job",
+              f" ({platform.processor() or platform.platform()}), load average {os.getloadavg()[0]:.2f} at the start",
               "settings": {"T": Ts, "slots": "T", "batch": 1, "steps": a.steps, "max_timing_s": a.max_timing_s,
                            "remat_from": a.remat_from, "remat_chunk": a.remat_chunk, "max_step_s": a.max_step_s,
                            "max_rss_mb": a.max_rss_mb}, "runs": []}
@@ -151,6 +164,8 @@ def main() -> None:
             measured.append(row)
             result["runs"].append(row)
             print(json.dumps(row), flush=True)
+            result["slopes_measured"] = slopes(result["runs"], min(Ts), max(Ts))
+            result["expected_per_sequence"] = {name: EXPECTED[name] for name in a.configs.split(",")}
             result["slopes_200_1000"] = slopes(result["runs"], 200, 1000)
             result["slopes_500_1000"] = slopes(result["runs"], 500, 1000)
             out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

@@ -134,8 +134,8 @@ def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None,
         flops *= parallel.size  # XLA costs the partitioned program, one device's share
     gflop_per_s = None if flops is None else flops / 1e9 / step_s
     ceiling_gflops = matmul_ceiling_gflops() if ceiling else None
-    if ceiling_gflops is not None and parallel is not None:
-        ceiling_gflops *= parallel.size  # one product runs on one device
+    if ceiling_gflops is not None and parallel is not None and jax.default_backend() != "cpu":
+        ceiling_gflops *= parallel.size  # one product runs on one accelerator (forced CPU devices share the cores)
     fraction = None if gflop_per_s is None or ceiling_gflops is None else gflop_per_s / ceiling_gflops
     return {
         "model": config.model,

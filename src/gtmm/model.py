@@ -8,7 +8,6 @@ map runs over all T steps at once after it. Batching is one `jax.vmap` at the ed
 from __future__ import annotations
 
 import functools
-
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -121,7 +120,7 @@ def chunked_vmap(f, xs, chunk: int | None, loop_f=None):
     activation memory then grows with `chunk`, not T. Values and gradients are unchanged.
     `loop_f`: the same function written for a loop body, used for the blocks (the image networks
     with `in_loop=True`: matrix-product convolutions, which XLA's CPU backend runs as fast inside a
-    loop body as outside it, where its convolutions are 7-50x slower).
+    loop body as outside it, where its convolutions are 4-40x slower).
     """
     T = jax.tree_util.tree_leaves(xs)[0].shape[0]
     if chunk is None or chunk >= T:

@@ -176,7 +176,7 @@ def conv_output_side(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[A
 
 def conv_any(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"], in_loop: bool) -> Float[Array, "ho wo cout"]:
     """`conv` by XLA's convolution, or by im2col `in_loop`: inside a loop body (the checkpointed
-    blocks of `gtmm.model.chunked_vmap`) XLA's CPU convolutions run 7-50x slower than at the top
+    blocks of `gtmm.model.chunked_vmap`) XLA's CPU convolutions run 4-40x slower than at the top
     level while matrix products do not (jax-ml/jax#12868; `benchmarks/conv_in_loop.py`)."""
     return conv_input_side(conv, x) if in_loop else conv_xla(conv, x)
 

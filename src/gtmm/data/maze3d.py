@@ -383,7 +383,11 @@ def release_renderers() -> None:
     interpreter exit cannot be freed there (EGL refuses, EGL_NOT_INITIALIZED, even from an atexit
     hook) and mujoco's `GLContext.__del__` then prints a TypeError during teardown."""
     while _OPEN:
-        _OPEN.pop().close()
+        renderer = _OPEN.pop()
+        try:
+            renderer.close()
+        except Exception:  # noqa: BLE001 - cleanup (often in a `finally`): must not mask the error being raised
+            pass
     shared_renderer.cache_clear()
 
 
