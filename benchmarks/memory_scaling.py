@@ -101,11 +101,14 @@ def plot(result: dict, path: Path) -> None:
         for power, shade in ((1, "0.75"), (2, "0.55"), (3, "0.35")):
             ax.plot(Ts, [anchor[key] * (t / anchor["T"]) ** power for t in Ts], ":", color=shade, lw=1,
                     label=f"~ T^{power}")
-        ax.axvline(result["settings"]["remat_from"], color="0.85", lw=0.8)
+        remat_from = result["settings"]["remat_from"]
+        if remat_from <= max(Ts):
+            ax.axvline(remat_from, color="0.85", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(f"T (= slots); scan checkpointed every {result['settings']['remat_chunk']} steps"
-                      f" from T = {result['settings']['remat_from']}")
+        ax.set_xlim(min(Ts) / 1.2, max(Ts) * 1.2)
+        ax.set_xlabel("T (= slots)" + (f"; scan checkpointed every {result['settings']['remat_chunk']} steps"
+                                       f" from T = {remat_from}" if remat_from <= max(Ts) else ""))
         ax.set_ylabel(label)
         ax.set_ylim(min(r[key] for r in result["runs"] if key in r) / 2,
                     max(r[key] for r in result["runs"] if key in r) * 2)
