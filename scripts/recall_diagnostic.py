@@ -8,6 +8,9 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --oracle         head 0 of the introspective memory reads the right slot during recall
                    (slot j at step l + j): separates "can use a perfect read" from "learns where to read"
   --time-context   the controller also receives a one-hot of the step index as task context c_t
+  --psi-with-h     the introspective memory context also carries the controller state h_t, as the
+                   NTM, LRU and DNC contexts do (eq. 13-16), so the prior can tell the phases apart
+                   (not the paper's eq. 12)
 
 Usage: python scripts/recall_diagnostic.py --model introspective --steps 3000 [--oracle] [--time-context]
 Prints mean KL over the first l steps and over the recall steps every --every steps.
@@ -24,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gtmm import model as gtmm_model
 from gtmm.memories import introspective
 from gtmm.model import ModelConfig, init_model, loss_fn
 
@@ -38,6 +42,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--oracle", action="store_true")
     p.add_argument("--time-context", action="store_true")
+    p.add_argument("--psi-with-h", action="store_true")
     a = p.parse_args()
     bits, patterns, batch = 64, 500, 10
     T = a.l + a.k
@@ -53,6 +58,26 @@ def main() -> None:
             return jnp.where(writes >= a.l, w.at[0].set(jax.nn.one_hot(writes - a.l, self.slots)), w)
 
         introspective.IntrospectiveMemory.read_weights = oracle_read_weights
+
+    if a.psi_with_h:
+        if a.model != "introspective":
+            p.error("--psi-with-h applies to the introspective memory only")
+        Memory = introspective.IntrospectiveMemory
+        plain_init, plain_call = Memory.__init__, Memory.__call__
+
+        def init_with_h(self, **kw):
+            plain_init(self, **kw)
+            self.context_size = self.read_heads * self.latent_size + self.hidden_size
+
+        def call_with_h(self, inputs, state):
+            psi, new_state = plain_call(self, inputs, state)
+            return jnp.concatenate([psi, new_state.h]), new_state
+
+        Memory.__init__, Memory.__call__ = init_with_h, call_with_h
+
+    # The frames here are 64-bit patterns for the linear encoder below, not the 32x32 images
+    # `GTMM.embed` checks for.
+    gtmm_model.check_frame_shape = lambda *args: None
 
     cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx).resolved()
     model = init_model(cfg, a.seed)
