@@ -10,7 +10,7 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --time-context   the controller also receives a one-hot of the step index as task context c_t
   --psi-with-h     the introspective memory context also carries the controller state h_t, as the
                    NTM, LRU and DNC contexts do (eq. 13-16), so the prior can tell the phases apart
-                   (not the paper's eq. 12)
+                   (ModelConfig.context_with_controller; not the paper's eq. 12)
 
 Usage: python scripts/recall_diagnostic.py --model introspective --steps 3000 [--oracle] [--time-context]
 Prints mean KL over the first l steps and over the recall steps every --every steps.
@@ -59,27 +59,15 @@ def main() -> None:
 
         introspective.IntrospectiveMemory.read_weights = oracle_read_weights
 
-    if a.psi_with_h:
-        if a.model != "introspective":
-            p.error("--psi-with-h applies to the introspective memory only")
-        Memory = introspective.IntrospectiveMemory
-        plain_init, plain_call = Memory.__init__, Memory.__call__
-
-        def init_with_h(self, **kw):
-            plain_init(self, **kw)
-            self.context_size = self.read_heads * self.latent_size + self.hidden_size
-
-        def call_with_h(self, inputs, state):
-            psi, new_state = plain_call(self, inputs, state)
-            return jnp.concatenate([psi, new_state.h]), new_state
-
-        Memory.__init__, Memory.__call__ = init_with_h, call_with_h
+    if a.psi_with_h and a.model != "introspective":
+        p.error("--psi-with-h applies to the introspective memory only")
 
     # The frames here are 64-bit patterns for the linear encoder below, not the 32x32 images
     # `GTMM.embed` checks for.
     gtmm_model.check_frame_shape = lambda *args: None
 
-    cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx).resolved()
+    cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx,
+                      context_with_controller=a.psi_with_h).resolved()
     model = init_model(cfg, a.seed)
     ke, kd = jax.random.split(jax.random.PRNGKey(a.seed + 1))
     model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,

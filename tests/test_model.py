@@ -151,3 +151,27 @@ def test_chunked_vmap_equals_vmap_in_value_and_gradient(chunk):
     np.testing.assert_allclose(float(got[0]), float(ref[0]), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(got[1]), np.asarray(ref[1]), rtol=1e-5)  # summed in blocks: round-off
     assert chunked_vmap(lambda x: x * 2, xs, chunk).shape == xs.shape
+
+
+def test_context_with_controller_adds_the_controller_state_to_the_introspective_context(batch):
+    """Psi = [gated reads, h_t] instead of eq. 12's reads alone: R x latent + hidden wide, its last
+    `hidden` entries the controller state, and a finite loss and gradient through it. Refused for
+    the other memories, whose contexts already carry the controller state."""
+    from gtmm.errors import GtmmError
+    from gtmm.memories.base import ControllerInput
+
+    small = dict(hidden_size=16, map_hidden=16)
+    model = init_model(ModelConfig("introspective", 5, context_with_controller=True, **small), 0)
+    memory = model.memory
+    assert memory.context_size == 5 * 32 + 16
+    state = memory.initial_state()
+    psi, new_state = memory(ControllerInput(jnp.ones(32), jnp.zeros(0), jnp.zeros(0)), state)
+    assert psi.shape == (5 * 32 + 16,)
+    np.testing.assert_array_equal(np.asarray(psi[-16:]), np.asarray(new_state.h))
+    (loss, _), grads = eqx.filter_jit(eqx.filter_value_and_grad(loss_fn, has_aux=True))(
+        model, *batch, jax.random.PRNGKey(0))
+    assert np.isfinite(float(loss))
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array)))
+    for other in ("vrnn", "dnc"):
+        with pytest.raises(GtmmError, match="introspective memory only"):
+            ModelConfig(other, 5, context_with_controller=True).resolved()

@@ -51,6 +51,10 @@ class ModelConfig:
     # of T; about sqrt(T) is best), and run the encoder and decoder over the frames in blocks of
     # `remat_chunk`, recomputed likewise. None: keep everything.
     remat_chunk: int | None = None
+    # introspective only: the memory context Psi also carries the controller state h_t, as the
+    # NTM, LRU and DNC contexts do (eq. 13-16); not the paper's eq. 12, which gives the reads
+    # alone. Lets the prior tell the phases of a task apart (docs/results/recall-diagnostic.md).
+    context_with_controller: bool = False
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
     network: str = "inception"
@@ -65,6 +69,9 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if self.context_with_controller and self.model != "introspective":
+            raise GtmmError(f"context_with_controller applies to the introspective memory only; the {self.model}"
+                            " context already carries the controller state (drop --context-with-controller)")
         if self.network not in NETWORKS:
             raise GtmmError(f"unknown network {self.network!r}; choose one of: {', '.join(NETWORKS)}")
         check_frame_shape(self.network, (self.frame_channels, self.frame_size, self.frame_size), self.frame_channels)
@@ -175,7 +182,8 @@ class GTMM(eqx.Module):
             latent_size=cfg.latent_size, observation_size=cfg.embed_size, task_context_size=cfg.task_context_size,
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
             **({"top_k": cfg.top_k} if cfg.top_k is not None else {}),
-            **({"link_k": cfg.link_k} if cfg.link_k is not None else {}), key=k[1],
+            **({"link_k": cfg.link_k} if cfg.link_k is not None else {}),
+            **({"context_with_controller": True} if cfg.context_with_controller else {}), key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])

@@ -54,6 +54,8 @@ class IntrospectiveMemory(AbstractMemory):
     phi_t^r = w_t^r . M_{t-1}                                  (eq. 11)
     Psi_t^r = phi_t^r * sigmoid(g_{t-1}^r)                     (eq. 12; g from h_{t-1})
     Psi = [Psi^1, ..., Psi^R]. Nothing about writing is learned.
+    With `context_with_controller` (not the paper's eq. 12): Psi = [Psi^1, ..., Psi^R, h_t], as the
+    content memories' contexts (eq. 13-16), so the prior sees the controller state too.
     """
 
     lstm: eqx.nn.LSTMCell
@@ -64,16 +66,19 @@ class IntrospectiveMemory(AbstractMemory):
     read_heads: int = eqx.field(static=True)
     latent_size: int = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
+    context_with_controller: bool = eqx.field(static=True)
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
-                 read_heads: int = 5, attention_hidden: int = 128, key: PRNGKeyArray, **_: int):
+                 read_heads: int = 5, attention_hidden: int = 128, context_with_controller: bool = False,
+                 key: PRNGKeyArray, **_: int):
         k1, k2, k3 = jax.random.split(key, 3)
         self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size, hidden_size, key=k1)
         self.attention = eqx.nn.MLP(hidden_size, read_heads * slots, attention_hidden, depth=2,
                                     activation=jax.nn.relu, final_activation=jax.nn.softplus, key=k2)
         self.gate = eqx.nn.Linear(hidden_size, read_heads * latent_size, key=k3)
         self.hidden_size, self.slots, self.read_heads, self.latent_size = hidden_size, slots, read_heads, latent_size
-        self.context_size = read_heads * latent_size
+        self.context_with_controller = context_with_controller
+        self.context_size = read_heads * latent_size + (hidden_size if context_with_controller else 0)
 
     @classmethod
     def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
@@ -94,4 +99,6 @@ class IntrospectiveMemory(AbstractMemory):
         reads = weights @ store  # eq. 11
         gates = jax.nn.sigmoid(self.gate(state.h)).reshape(self.read_heads, self.latent_size)
         psi = (reads * gates).reshape(-1)  # eq. 12
+        if self.context_with_controller:
+            psi = jnp.concatenate([psi, h])
         return psi, IntrospectiveState(h, c, store, state.writes + 1)
