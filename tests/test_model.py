@@ -175,3 +175,5 @@ def test_context_with_controller_adds_the_controller_state_to_the_introspective_
     for other in ("vrnn", "dnc"):
         with pytest.raises(GtmmError, match="introspective memory only"):
             ModelConfig(other, 5, context_with_controller=True).resolved()
+    with pytest.raises(GtmmError, match="true or false"):
+        ModelConfig("introspective", 5, context_with_controller="false").resolved()

@@ -146,6 +146,8 @@ def test_grid_expands_and_refuses_bad_settings():
     assert "perfect-recall/ntm/learning_rate0.0001-steps5/replica-1" in dirs
     assert {c.seed for c, _ in runs} == {0, 1}
     assert parse_setting("hidden-size=16,32") == ("hidden_size", [16, 32])
+    assert parse_setting("context-with-controller=true,False") == ("context_with_controller", [True, False])
+    assert len(expand_grid(["introspective"], ["perfect-recall"], 1, {"context_with_controller": [True, False]})) == 2
     assert {str(d) for _, d in expand_grid(["vrnn"], ["parity-recall"], 1, {"hidden-size": 8})} == {
         "parity-recall/vrnn/hidden_size8/replica-0"}
     for bad, message in (({"colour": [1]}, "unknown sweep setting"), ({"steps": []}, "one or more values"),

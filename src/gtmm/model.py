@@ -69,6 +69,8 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if not isinstance(self.context_with_controller, bool):
+            raise GtmmError(f"context_with_controller must be true or false, got {self.context_with_controller!r}")
         if self.context_with_controller and self.model != "introspective":
             raise GtmmError(f"context_with_controller applies to the introspective memory only; the {self.model}"
                             " context already carries the controller state (drop --context-with-controller)")

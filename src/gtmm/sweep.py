@@ -92,7 +92,7 @@ def read_grid(path: str | os.PathLike) -> dict:
 
 
 def parse_setting(text: str) -> tuple[str, list]:
-    """`name=v1,v2,...` from the command line; numbers become numbers."""
+    """`name=v1,v2,...` from the command line; numbers become numbers, true/false booleans."""
     name, sep, values = text.partition("=")
     if not sep or not name or not values:
         raise GtmmError(f"--set {text!r} is not NAME=VALUE[,VALUE...] (e.g. --set lr=1e-3,1e-4)")
@@ -100,6 +100,8 @@ def parse_setting(text: str) -> tuple[str, list]:
 
 
 def _number(text: str):
+    if text.lower() in ("true", "false"):  # switches such as context-with-controller
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)
