@@ -1,7 +1,8 @@
 """The reliability checks of issue 8, run end to end; prints what each found, with counts.
 
     GTMM_DATA=../shared/data python scripts/reliability.py                       # CPU budget, ~15 min
-    GTMM_DATA=../shared/data python scripts/reliability.py --seeds 20 --steps 300   # the issue's full sweep
+    GTMM_DATA=../shared/data python scripts/reliability.py --checks numerics --seeds 20 --steps 300 \
+        --ledger docs/results/numerics-ledger.jsonl   # the issue's full sweep, stoppable and continued
     python scripts/reliability.py --checks numerics --debug-nans --seeds 1 --steps 2  # the CI smoke
 
 Checks (--checks picks some; all by default):
@@ -57,6 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from gtmm._io import append_jsonl, read_jsonl, repair_jsonl  # noqa: E402
 from gtmm.errors import GtmmError  # noqa: E402
 
 from gtmm.memories import MEMORIES  # noqa: E402
@@ -154,12 +156,21 @@ def check_numerics(args, work: Path) -> dict:
     if args.debug_nans:
         jax.config.update("jax_debug_nans", True)
     tasks = {}
-    runs = steps = bad = skipped = 0
+    runs = steps = bad = skipped = done_before = 0
+    ledger = Ledger(Path(args.ledger)) if args.ledger else None
+    seeds = range(args.seed_offset, args.seed_offset + args.seeds)
     t0 = time.time()
     try:
         for model in args.models:
             for label, task_name, kind in inputs:
                 l, k = TASK_SIZES[task_name]
+                key = {"model": model, "input": label, "seeds": [seeds.start, seeds.stop], "steps": args.steps,
+                       "batch_size": args.batch_size, "hidden": args.hidden, "debug_nans": args.debug_nans}
+                if ledger is not None and (entry := ledger.find(key)) is not None:
+                    done_before += 1
+                    say(f"  {model:13s} {label:22s} in the ledger ({entry['revision']}, {entry['status']}): not rerun")
+                    continue
+                t_run = time.time()
                 if task_name not in tasks:
                     try:
                         tasks[task_name] = (_rotation3d_task(work, l, k) if task_name == "rotation-3d"
@@ -173,7 +184,7 @@ def check_numerics(args, work: Path) -> dict:
                 task = tasks[task_name] if kind is None else adversarial_task(tasks[task_name], kind)
                 config = TrainConfig(model=model, task=task_name, l=l, k=k, steps=args.steps,
                                      batch_size=args.batch_size,
-                                     seed=0, checkpoint_every=args.steps,
+                                     seed=seeds.start, checkpoint_every=args.steps,
                                      model_overrides={"hidden_size": args.hidden, "map_hidden": args.hidden})
                 out = work / "numerics" / model / label
                 problem = None
@@ -200,14 +211,65 @@ def check_numerics(args, work: Path) -> dict:
                 bad += problem is not None
                 say(f"  {model:13s} {label:22s} largest loss {worst['loss']:10.1f}  largest gradient norm"
                     f" {worst['grad']:10.1f}  {status}")
+                if ledger is not None:
+                    ledger.add({**key, "status": status, "largest_loss": worst["loss"], "largest_grad_norm": worst["grad"],
+                                "wall_s": round(time.time() - t_run, 1)})
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         if args.debug_nans:
             jax.config.update("jax_debug_nans", False)
     say(f"[numerics] {runs} runs ({len(args.models)} models x {len(inputs)} inputs x {args.seeds} seeds"
-        f"{f', {skipped} model-input pairs skipped' if skipped else ''}), {steps} training steps,"
+        f"{f', {skipped} model-input pairs skipped' if skipped else ''}"
+        f"{f', {done_before} model-input pairs already in the ledger' if done_before else ''}), {steps} training steps,"
         f" {time.time() - t0:.0f} s: {'no NaN or Inf anywhere' if not bad else f'{bad} FAILED'}")
-    return {"runs": runs, "steps": steps, "failed": bad, "skipped": skipped}
+    if ledger is not None:
+        say(ledger.coverage(args, [label for label, _, _ in inputs]))
+    return {"runs": runs, "steps": steps, "failed": bad, "skipped": skipped, "in_ledger": done_before}
+
+
+class Ledger:
+    """Append-only JSON lines, one per finished (model, input, seeds, steps, sizes) numerics run, so
+    that the issue's full sweep (about 400,000 steps) can be run in pieces, across sessions, with
+    nothing run twice. A torn last line (the process killed mid-write) is ignored and rerun."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries = read_jsonl(path) if path.exists() else []
+
+    def find(self, key: dict) -> dict | None:
+        return next((e for e in self.entries if all(e.get(k) == v for k, v in key.items())), None)
+
+    def coverage(self, args, inputs: list[str]) -> str:
+        """How many distinct seeds each model-input pair has run without a problem at these sizes."""
+        same = {"steps": args.steps, "batch_size": args.batch_size, "hidden": args.hidden}
+        seeds = {(m, i): set() for m in args.models for i in inputs}
+        failed = 0
+        for e in self.entries:
+            if (e.get("model"), e.get("input")) in seeds and all(e.get(k) == v for k, v in same.items()):
+                if e.get("status") == "ok":
+                    seeds[e["model"], e["input"]].update(range(*e["seeds"]))
+                else:
+                    failed += 1
+        counts = sorted(len(v) for v in seeds.values())
+        return (f"[numerics] ledger {self.path}: {len(seeds)} model-input pairs at {args.steps} steps; seeds without"
+                f" NaN or Inf per pair: min {counts[0]}, max {counts[-1]}; pairs with >= 20 seeds:"
+                f" {sum(c >= 20 for c in counts)}; failed runs recorded: {failed}")
+
+    def add(self, entry: dict) -> None:
+        entry = {**entry, "revision": _revision(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_jsonl(self.path)  # a torn last line: cut it, so the new entry starts a line of its own
+        append_jsonl(self.path, entry)
+        self.entries.append(entry)
+
+
+def _revision() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 # --- 2. checkpoints and resume ------------------------------------------------------------------
@@ -651,6 +713,10 @@ def main() -> int:
     p.add_argument("--adversarial", default=",".join(ADVERSARIAL),
                    help="adversarial inputs ('' for none; 'mixed': the four kinds in one batch of 4)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per model and input (the issue asks for 20)")
+    p.add_argument("--seed-offset", type=int, default=0, help="first seed of the numerics runs (run seeds in pieces)")
+    p.add_argument("--ledger", default=None,
+                   help="numerics: a JSON-lines file; each model-input run is appended when it finishes and skipped"
+                        " when already there, so a long sweep can be stopped and continued")
     p.add_argument("--steps", type=int, default=20, help="training steps per run (the issue: a few hundred)")
     p.add_argument("--batch-size", type=int, default=2, help="of the numerics runs")
     p.add_argument("--hidden", type=int, default=16, help="LSTM and prior/posterior map width of the numerics runs")

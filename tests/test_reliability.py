@@ -270,3 +270,30 @@ def test_every_model_trains_under_debug_nans_on_adversarial_frames():
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 models x 1 inputs" in proc.stdout and "no NaN or Inf anywhere" in proc.stdout, proc.stdout
+
+
+def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
+    """The full numerics sweep runs in pieces: a model-input run in the ledger is not rerun, a torn
+    last line (a killed writer) is cut before the next entry, and coverage counts seeds per pair."""
+    import argparse
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reliability", ROOT / "scripts" / "reliability.py")
+    rel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rel)
+    path = tmp_path / "ledger.jsonl"
+    key = {"model": "vrnn", "input": "adversarial-black", "seeds": [0, 10], "steps": 300, "batch_size": 2,
+           "hidden": 16, "debug_nans": False}
+    ledger = rel.Ledger(path)
+    assert ledger.find(key) is None
+    ledger.add({**key, "status": "ok"})
+    with open(path, "a") as f:
+        f.write('{"model": "vrnn", "inp')  # killed mid-write
+    ledger = rel.Ledger(path)
+    assert ledger.find(key)["status"] == "ok" and ledger.find({**key, "seeds": [10, 20]}) is None
+    ledger.add({**key, "seeds": [10, 20], "status": "ok"})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["model"] == "vrnn" for line in lines)
+    args = argparse.Namespace(models=["vrnn", "dnc"], steps=300, batch_size=2, hidden=16)
+    text = rel.Ledger(path).coverage(args, ["adversarial-black"])
+    assert "min 0, max 20" in text and "pairs with >= 20 seeds: 1" in text, text
