@@ -58,7 +58,9 @@ class Rotation3D(AbstractTask):
 
     def _sample(self, rng: np.random.Generator, split: str, batch_size: int) -> Batch:
         data = self.dataset.split(split)
-        pick = rng.integers(0, len(data), size=batch_size)
+        # distinct episodes within a batch where the split has enough: a small cache (a few held-out
+        # episodes) otherwise repeats one world across a batch, and across a sample figure's rows
+        pick = rng.choice(len(data), size=batch_size, replace=batch_size > len(data))
         T = self.length
         frames = data.frames[pick, :T].astype(np.float32) / 255.0
         t = np.arange(T)
