@@ -8,6 +8,7 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --oracle         head 0 of the introspective memory reads the right slot during recall
                    (slot j at step l + j): separates "can use a perfect read" from "learns where to read"
   --time-context   the controller also receives a one-hot of the step index as task context c_t
+  --lr, --clip     Adam's learning rate; clip the gradient's global norm (not in the paper)
   --psi-with-h     the introspective memory context also carries the controller state h_t, as the
                    NTM, LRU and DNC contexts do (eq. 13-16), so the prior can tell the phases apart
                    (ModelConfig.context_with_controller; not the paper's eq. 12)
@@ -43,6 +44,8 @@ def main() -> None:
     p.add_argument("--oracle", action="store_true")
     p.add_argument("--time-context", action="store_true")
     p.add_argument("--psi-with-h", action="store_true")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (paper section 4.1: 1e-3)")
+    p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
     a = p.parse_args()
     bits, patterns, batch = 64, 500, 10
     T = a.l + a.k
@@ -73,7 +76,9 @@ def main() -> None:
     model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
                         (eqx.nn.Linear(bits, cfg.embed_size, key=ke),
                          eqx.nn.Linear(model.decoder.linear.in_features, bits, key=kd)))
-    optimizer = optax.adam(1e-3)
+    optimizer = optax.adam(a.lr)
+    if a.clip is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(a.clip), optimizer)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     context = jnp.broadcast_to(jnp.eye(T), (batch, T, T)) if ctx else jnp.zeros((batch, T, 0))
 
@@ -81,19 +86,22 @@ def main() -> None:
     def step(model, opt_state, x, key):
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, x, context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-        return eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0)
+        return eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0), optax.global_norm(grads)
 
     rng = np.random.default_rng(a.seed)
     table = rng.integers(0, 2, (patterns, bits)).astype(np.float32)
-    start = time.time()
+    start, largest = time.time(), 0.0
     for i in range(a.steps + 1):
         first = table[rng.integers(0, patterns, (batch, a.l))]
         x = jnp.asarray(np.concatenate([first, first[:, : a.k]], axis=1))
-        model, opt_state, loss, kl = step(model, opt_state, x, jax.random.fold_in(jax.random.PRNGKey(a.seed), i))
+        model, opt_state, loss, kl, norm = step(model, opt_state, x, jax.random.fold_in(jax.random.PRNGKey(a.seed), i))
+        largest = max(largest, float(norm))
         if i % a.every == 0:
             kl = np.asarray(kl)
             print(f"{a.model} step {i} loss {float(loss):.1f} kl_first_l {kl[: a.l].mean():.2f} "
-                  f"kl_recall {kl[a.l :].mean():.2f} ({time.time() - start:.0f} s)", flush=True)
+                  f"kl_recall {kl[a.l :].mean():.2f} largest_grad_norm {largest:.0f} ({time.time() - start:.0f} s)",
+                  flush=True)
+            largest = 0.0
 
 
 if __name__ == "__main__":

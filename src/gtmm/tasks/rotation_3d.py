@@ -58,9 +58,11 @@ class Rotation3D(AbstractTask):
 
     def _sample(self, rng: np.random.Generator, split: str, batch_size: int) -> Batch:
         data = self.dataset.split(split)
-        # distinct episodes within a batch where the split has enough: a small cache (a few held-out
-        # episodes) otherwise repeats one world across a batch, and across a sample figure's rows
-        pick = rng.choice(len(data), size=batch_size, replace=batch_size > len(data))
+        # every episode once before any twice: a small cache (a few held-out episodes) otherwise
+        # repeats one world across a batch, and across the rows of a sample figure (its first rows)
+        n = len(data)
+        pick = (rng.choice(n, size=batch_size, replace=False) if batch_size <= n
+                else np.concatenate([rng.permutation(n), rng.integers(0, n, size=batch_size - n)]))
         T = self.length
         frames = data.frames[pick, :T].astype(np.float32) / 255.0
         t = np.arange(T)
