@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     model_and_task(t)
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 when T > 100")
+    t.add_argument("--clip-grad-norm", type=float, default=None,
+                   help="clip the gradient's global norm to this before Adam (default: none, as the paper; see"
+                        " docs/results/recall-diagnostic.md)")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--hidden-size", type=int, default=None, help="controller LSTM width (default: per model)")
     t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
@@ -187,8 +190,9 @@ def _run(args) -> int:
                                        ("context_with_controller", args.context_with_controller or None))
                      if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
-                             batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                             checkpoint_every=args.checkpoint_every, model_overrides=overrides).validate()
+                             batch_size=args.batch_size, learning_rate=args.lr, clip_grad_norm=args.clip_grad_norm,
+                             seed=args.seed, checkpoint_every=args.checkpoint_every,
+                             model_overrides=overrides).validate()
         if args.replicas == 1:
             print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
                                    devices=args.devices)))

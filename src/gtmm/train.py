@@ -68,6 +68,10 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 10
     learning_rate: float | None = None  # None: 1e-3, or 1e-4 when T > 100 (section 4.1)
+    # Clip the gradient's global norm before Adam (None: no clipping, as the paper). Not in the
+    # paper; keeps a learned recall from being wiped out by gradient spikes
+    # (docs/results/recall-diagnostic.md). The norm scales with the loss; metrics log `grad_norm`.
+    clip_grad_norm: float | None = None
     seed: int = 0
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
@@ -87,6 +91,10 @@ class TrainConfig:
         check_seed(self.seed)
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
+        if self.clip_grad_norm is not None and (isinstance(self.clip_grad_norm, bool) or not isinstance(
+                self.clip_grad_norm, (int, float)) or not (self.clip_grad_norm > 0 and np.isfinite(self.clip_grad_norm))):
+            raise GtmmError(f"clip grad norm must be a positive number (or left out for no clipping), got"
+                            f" {self.clip_grad_norm!r}")
         known = {f.name for f in fields(ModelConfig)} - {"model", "sequence_length"}
         unknown = set(self.model_overrides) - known
         if unknown:
@@ -123,7 +131,9 @@ def check_seed(seed: int, name: str = "seed") -> int:
 
 
 # Settings a resumed run must share with the run on disk (steps may grow).
-_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "seed", "model_overrides")
+# what makes a run directory this run: a resume with any of these changed is refused (clipping
+# changes the optimiser state's structure as well as the numbers)
+_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "clip_grad_norm", "seed", "model_overrides")
 
 
 def enable_compile_cache() -> None:
@@ -158,12 +168,14 @@ def read_model_config(run_dir: Path) -> ModelConfig:
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    return _adam(config.lr)
+    return _optimizer(config.lr, config.clip_grad_norm)
 
 
-@functools.cache
-def _adam(lr: float) -> optax.GradientTransformation:
-    return optax.adam(lr)
+@functools.cache  # the same object for the same settings, so make_train_step's cache reuses its step
+def _optimizer(lr: float, clip: float | None) -> optax.GradientTransformation:
+    if clip is None:
+        return optax.adam(lr)
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr))
 
 
 @functools.cache  # one jitted step per optimiser, so later runs in a process reuse its compilation
