@@ -150,8 +150,11 @@ def test_grid_expands_and_refuses_bad_settings():
     assert len(expand_grid(["introspective"], ["perfect-recall"], 1, {"context_with_controller": [True, False]})) == 2
     assert {str(d) for _, d in expand_grid(["vrnn"], ["parity-recall"], 1, {"hidden-size": 8})} == {
         "parity-recall/vrnn/hidden_size8/replica-0"}
+    clipped = expand_grid(["vrnn"], ["perfect-recall"], 1, {"clip-grad-norm": [100.0, 5000.0]})
+    assert sorted(c.clip_grad_norm for c, _ in clipped) == [100.0, 5000.0]
     for bad, message in (({"colour": [1]}, "unknown sweep setting"), ({"steps": []}, "one or more values"),
-                         ({"steps": 0}, "steps must be"), ({"steps": [0]}, "steps must be")):
+                         ({"steps": 0}, "steps must be"), ({"steps": [0]}, "steps must be"),
+                         ({"clip-grad-norm": [-1.0]}, "clip grad norm must be")):
         with pytest.raises(GtmmError, match=message):
             expand_grid(["vrnn"], ["perfect-recall"], 1, bad)
     with pytest.raises(GtmmError, match="unknown"):
