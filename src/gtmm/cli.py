@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--context-with-controller", action="store_true",
                    help="introspective: the memory context also carries the controller state h_t (not the"
                         " paper's eq. 12; see docs/results/recall-diagnostic.md)")
+    t.add_argument("--min-std", type=float, default=None,
+                   help="floor on the prior's and posterior's standard deviations (default 1e-3)")
     t.add_argument("--remat-chunk", type=int, default=None,
                    help="gradient checkpointing: keep the recurrent state every N steps and recompute between"
                         " (for long sequences; N about sqrt(T))")
@@ -186,7 +188,7 @@ def _run(args) -> int:
         overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
                                        ("read_heads", args.read_heads), ("word_size", args.word_size),
                                        ("top_k", args.top_k), ("link_k", args.link_k),
-                                       ("remat_chunk", args.remat_chunk),
+                                       ("remat_chunk", args.remat_chunk), ("min_std", args.min_std),
                                        ("context_with_controller", args.context_with_controller or None))
                      if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,

@@ -20,10 +20,10 @@ class DiagGaussian(NamedTuple):
     std: Float[Array, "... latent"]
 
 
-def gaussian_from_raw(raw: Float[Array, "... twice_latent"]) -> DiagGaussian:
-    """Split a network's output into mean and std = softplus(raw) + MIN_STD."""
+def gaussian_from_raw(raw: Float[Array, "... twice_latent"], min_std: float = MIN_STD) -> DiagGaussian:
+    """Split a network's output into mean and std = softplus(raw) + min_std."""
     mean, raw_std = jnp.split(raw, 2, axis=-1)
-    return DiagGaussian(mean, jax.nn.softplus(raw_std) + MIN_STD)
+    return DiagGaussian(mean, jax.nn.softplus(raw_std) + min_std)
 
 
 def gaussian_sample(dist: DiagGaussian, noise: Float[Array, "... latent"]) -> Float[Array, "... latent"]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from gtmm.distributions import (
+    MIN_STD,
     DiagGaussian,
     bernoulli_log_likelihood,
     gaussian_from_raw,
@@ -55,6 +56,10 @@ class ModelConfig:
     # NTM, LRU and DNC contexts do (eq. 13-16); not the paper's eq. 12, which gives the reads
     # alone. Lets the prior tell the phases of a task apart (docs/results/recall-diagnostic.md).
     context_with_controller: bool = False
+    # Floor on the prior's and posterior's standard deviations (distributions.MIN_STD = 1e-3 by
+    # default). A confident prior with a tiny std makes the KL's gradient spike once a model
+    # recalls (docs/results/recall-diagnostic.md); a higher floor bounds that.
+    min_std: float = MIN_STD
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
     network: str = "inception"
@@ -69,6 +74,9 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if isinstance(self.min_std, bool) or not isinstance(self.min_std, (int, float)) or not (
+                0 < self.min_std < float("inf")):
+            raise GtmmError(f"min std must be a positive number, got {self.min_std!r}")
         if not isinstance(self.context_with_controller, bool):
             raise GtmmError(f"context_with_controller must be true or false, got {self.context_with_controller!r}")
         if self.context_with_controller and self.model != "introspective":
@@ -172,12 +180,13 @@ class GTMM(eqx.Module):
     network: str = eqx.field(static=True, default="inception")
     frame_channels: int = eqx.field(static=True, default=1)
     remat_chunk: int | None = eqx.field(static=True, default=None)
+    min_std: float = eqx.field(static=True, default=MIN_STD)
 
     def __init__(self, config: ModelConfig, *, key: PRNGKeyArray):
         cfg = config.resolved()
         k = jax.random.split(key, 5)
         self.latent_size, self.embed_size, self.remat_chunk = cfg.latent_size, cfg.embed_size, cfg.remat_chunk
-        self.network, self.frame_channels = cfg.network, cfg.frame_channels
+        self.network, self.frame_channels, self.min_std = cfg.network, cfg.frame_channels, float(cfg.min_std)
         encoder_cls, decoder_cls = NETWORKS[cfg.network]
         self.encoder = encoder_cls(cfg.frame_channels, cfg.embed_size, key=k[0])
         self.memory = MEMORIES[cfg.model](
@@ -238,8 +247,8 @@ class GTMM(eqx.Module):
         state, z_prev, e_prev = carry
         e_t, c_t, eps_t, obs_t = xs
         psi, state = self.memory(ControllerInput(z_prev, e_prev, c_t), state)
-        prior = gaussian_from_raw(self.prior_map(psi))
-        posterior = gaussian_from_raw(self.posterior_map(jnp.concatenate([e_t, psi])))
+        prior = gaussian_from_raw(self.prior_map(psi), self.min_std)
+        posterior = gaussian_from_raw(self.posterior_map(jnp.concatenate([e_t, psi])), self.min_std)
         z = jnp.where(obs_t, gaussian_sample(posterior, eps_t), gaussian_sample(prior, eps_t))
         kl = gaussian_kl(posterior, prior)
         if feedback:
