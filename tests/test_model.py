@@ -177,3 +177,24 @@ def test_context_with_controller_adds_the_controller_state_to_the_introspective_
             ModelConfig(other, 5, context_with_controller=True).resolved()
     with pytest.raises(GtmmError, match="true or false"):
         ModelConfig("introspective", 5, context_with_controller="false").resolved()
+
+
+def test_min_std_floors_both_gaussians_and_is_checked(batch):
+    """ModelConfig.min_std (default distributions.MIN_STD = 1e-3) is the floor of the prior's and
+    the posterior's standard deviations; it changes the loss, and a non-positive value is refused."""
+    from gtmm.distributions import MIN_STD, gaussian_from_raw
+    from gtmm.errors import GtmmError
+
+    raw = jnp.concatenate([jnp.zeros(4), jnp.full(4, -50.0)])  # softplus(-50) ~ 0: the floor itself
+    np.testing.assert_allclose(np.asarray(gaussian_from_raw(raw).std), MIN_STD, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gaussian_from_raw(raw, 0.5).std), 0.5, rtol=1e-6)
+    small = dict(hidden_size=16, map_hidden=16)
+    losses = {}
+    for floor in (MIN_STD, 0.5):
+        model = init_model(ModelConfig("vrnn", 5, min_std=floor, **small), 0)
+        assert model.min_std == floor
+        losses[floor] = float(eqx.filter_jit(loss_fn)(model, *batch, jax.random.PRNGKey(0))[0])
+    assert all(np.isfinite(v) for v in losses.values()) and losses[0.5] != losses[MIN_STD]
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True):
+        with pytest.raises(GtmmError, match="min std must be a positive number"):
+            ModelConfig("vrnn", 5, min_std=bad).resolved()
