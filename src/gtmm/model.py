@@ -57,8 +57,8 @@ class ModelConfig:
     # alone. Lets the prior tell the phases of a task apart (docs/results/recall-diagnostic.md).
     context_with_controller: bool = False
     # Floor on the prior's and posterior's standard deviations (distributions.MIN_STD = 1e-3 by
-    # default). A confident prior with a tiny std makes the KL's gradient spike once a model
-    # recalls (docs/results/recall-diagnostic.md); a higher floor bounds that.
+    # default): no division by zero in the KL. A setting so that its effect can be measured (a
+    # floor of 0.1 did not remove the gradient spikes of docs/results/recall-diagnostic.md).
     min_std: float = MIN_STD
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
