@@ -28,6 +28,7 @@ from gtmm.errors import GtmmError
 from gtmm.memories import DEFAULT_HIDDEN, DEFAULT_HIDDEN_BY_NETWORK, MEMORIES, AbstractMemory, ControllerInput, check_model
 from gtmm.memories.vrnn import VRNNMemory
 from gtmm.networks import FRAME_SIZE, NETWORKS, Decoder, Encoder, check_frame_shape
+from gtmm.tasks.base import check_positive_number
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,7 @@ class ModelConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GtmmError(f"{name.replace('_', ' ')} must be positive, got {value}")
-        if isinstance(self.min_std, bool) or not isinstance(self.min_std, (int, float)) or not (
-                0 < self.min_std < float("inf")):
-            raise GtmmError(f"min std must be a positive number, got {self.min_std!r}")
+        check_positive_number("min std", self.min_std)
         if not isinstance(self.context_with_controller, bool):
             raise GtmmError(f"context_with_controller must be true or false, got {self.context_with_controller!r}")
         if self.context_with_controller and self.model != "introspective":

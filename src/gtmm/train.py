@@ -54,7 +54,7 @@ from gtmm.errors import GtmmError
 from gtmm.memories import check_model
 from gtmm.model import GTMM, ModelConfig, count_parameters, init_model, loss_fn
 from gtmm.tasks import TASKS, AbstractTask, make_task, task_params
-from gtmm.tasks.base import check_positive
+from gtmm.tasks.base import check_positive, check_positive_number
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,8 @@ class TrainConfig:
         check_seed(self.seed)
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
-        if self.clip_grad_norm is not None and (isinstance(self.clip_grad_norm, bool) or not isinstance(
-                self.clip_grad_norm, (int, float)) or not (self.clip_grad_norm > 0 and np.isfinite(self.clip_grad_norm))):
-            raise GtmmError(f"clip grad norm must be a positive number (or left out for no clipping), got"
-                            f" {self.clip_grad_norm!r}")
+        if self.clip_grad_norm is not None:
+            check_positive_number("clip grad norm", self.clip_grad_norm, " (or left out for no clipping)")
         known = {f.name for f in fields(ModelConfig)} - {"model", "sequence_length"}
         unknown = set(self.model_overrides) - known
         if unknown:

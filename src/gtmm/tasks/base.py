@@ -40,6 +40,14 @@ def check_positive(name: str, value: int) -> int:
     return int(value)
 
 
+def check_positive_number(name: str, value: float, hint: str = "") -> float:
+    """A finite number > 0 (not a boolean), or a one-line GtmmError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
+            0 < value < float("inf")):
+        raise GtmmError(f"{name} must be a positive number{hint}, got {value!r}")
+    return float(value)
+
+
 def image_frames(split: ImageSplit, image_index: Int[np.ndarray, "batch time"]) -> np.ndarray:
     """The frames `[batch, time, 1, 32, 32]` in [0, 1] of the images `image_index` of `split`."""
     return (split.images[image_index].astype(np.float32) / 255.0)[:, :, None]
