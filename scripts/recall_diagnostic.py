@@ -10,6 +10,8 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --time-context   the controller also receives a one-hot of the step index as task context c_t
   --lr, --clip     Adam's learning rate; clip the gradient's global norm (not in the paper)
   --min-std        the floor on the prior's and posterior's standard deviations (default 1e-3)
+  --ntm-walk-bias  the NTM's write heads start walking forward one slot per step
+                   (ModelConfig.ntm_walk_bias; not in the paper)
   --psi-with-h     the introspective memory context also carries the controller state h_t, as the
                    NTM, LRU and DNC contexts do (eq. 13-16), so the prior can tell the phases apart
                    (ModelConfig.context_with_controller; not the paper's eq. 12)
@@ -47,6 +49,7 @@ def main() -> None:
     p.add_argument("--psi-with-h", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (paper section 4.1: 1e-3)")
     p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
+    p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
     a = p.parse_args()
     bits, patterns, batch = 64, 500, 10
@@ -72,7 +75,7 @@ def main() -> None:
     gtmm_model.check_frame_shape = lambda *args: None
 
     cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx,
-                      context_with_controller=a.psi_with_h,
+                      context_with_controller=a.psi_with_h, ntm_walk_bias=a.ntm_walk_bias,
                       **({"min_std": a.min_std} if a.min_std is not None else {})).resolved()
     model = init_model(cfg, a.seed)
     ke, kd = jax.random.split(jax.random.PRNGKey(a.seed + 1))

@@ -228,6 +228,27 @@ def test_ntm_location_addressing_walks_one_slot_per_step():
     assert int(jnp.argmax(w)) == 3
 
 
+def test_ntm_walk_bias_starts_the_write_head_walking_forward():
+    """ModelConfig.ntm_walk_bias: with b = 3 the untrained write head moves one slot per step
+    (slot t after step t); b = 0 is the default initialisation, and other pieces are untouched."""
+    from gtmm.memories.base import interface_offsets
+
+    kw = dict(latent_size=4, task_context_size=0, hidden_size=8, slots=6, read_heads=2, key=jax.random.PRNGKey(0))
+    plain, walking = ntm.NTMMemory(**kw), ntm.NTMMemory(walk_bias=3.0, **kw)
+    assert eqx.tree_equal(plain, ntm.NTMMemory(walk_bias=0.0, **kw))
+    offsets = interface_offsets(walking._interface_shapes())
+    changed = np.flatnonzero(np.asarray(plain.interface.bias != walking.interface.bias))
+    gate, shift = offsets["write_gate"][0], offsets["write_shift"][0]
+    np.testing.assert_array_equal(changed, [gate, shift, shift + 1, shift + 2])
+    np.testing.assert_array_equal(np.asarray(walking.interface.bias[changed]), [-3, 0, 0, 3])
+    state = walking.initial_state()
+    for t in range(1, 5):
+        _, state = walking(ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), state)
+        assert int(jnp.argmax(state.write_weights[0])) == t and float(state.write_weights[0, t]) > 0.6
+    _, still = plain(ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), plain.initial_state())
+    assert float(jnp.max(still.write_weights)) < 0.6  # the default start blurs instead
+
+
 def test_ntm_erase_and_add_replaces_a_slot():
     from gtmm.memories.addressing import erase_and_write
 

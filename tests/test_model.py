@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
 from gtmm.model import GTMM, ModelConfig, batch_terms, count_parameters, init_model, loss_fn
 
@@ -157,7 +158,6 @@ def test_context_with_controller_adds_the_controller_state_to_the_introspective_
     """Psi = [gated reads, h_t] instead of eq. 12's reads alone: R x latent + hidden wide, its last
     `hidden` entries the controller state, and a finite loss and gradient through it. Refused for
     the other memories, whose contexts already carry the controller state."""
-    from gtmm.errors import GtmmError
     from gtmm.memories.base import ControllerInput
 
     small = dict(hidden_size=16, map_hidden=16)
@@ -177,6 +177,17 @@ def test_context_with_controller_adds_the_controller_state_to_the_introspective_
             ModelConfig(other, 5, context_with_controller=True).resolved()
     with pytest.raises(GtmmError, match="true or false"):
         ModelConfig("introspective", 5, context_with_controller="false").resolved()
+
+
+def test_ntm_walk_bias_reaches_the_memory_and_is_checked():
+    model = init_model(ModelConfig("ntm", 5, ntm_walk_bias=2, hidden_size=8, map_hidden=8), 0)
+    plain = init_model(ModelConfig("ntm", 5, hidden_size=8, map_hidden=8), 0)
+    assert int(jnp.sum(model.memory.interface.bias != plain.memory.interface.bias)) == 4
+    for bad in (-1.0, float("nan"), float("inf"), True, "3"):
+        with pytest.raises(GtmmError, match="ntm walk bias must be a number >= 0"):
+            ModelConfig("ntm", 5, ntm_walk_bias=bad).resolved()
+    with pytest.raises(GtmmError, match="applies to the ntm memory only, not dnc"):
+        ModelConfig("dnc", 5, ntm_walk_bias=3.0).resolved()
 
 
 def test_min_std_floors_both_gaussians_and_is_checked(batch):

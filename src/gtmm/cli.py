@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                         " paper's eq. 12; see docs/results/recall-diagnostic.md)")
     t.add_argument("--min-std", type=float, default=None,
                    help="floor on the prior's and posterior's standard deviations (default 1e-3)")
+    t.add_argument("--ntm-walk-bias", type=float, default=None,
+                   help="ntm: start the write heads walking forward one slot per step (interface biases: gate -B,"
+                        " shift +1 logit B; 3 is a good value; not in the paper, see docs/results/recall-diagnostic.md)")
     t.add_argument("--remat-chunk", type=int, default=None,
                    help="gradient checkpointing: keep the recurrent state every N steps and recompute between"
                         " (for long sequences; N about sqrt(T))")
@@ -189,6 +192,7 @@ def _run(args) -> int:
                                        ("read_heads", args.read_heads), ("word_size", args.word_size),
                                        ("top_k", args.top_k), ("link_k", args.link_k),
                                        ("remat_chunk", args.remat_chunk), ("min_std", args.min_std),
+                                       ("ntm_walk_bias", args.ntm_walk_bias),
                                        ("context_with_controller", args.context_with_controller or None))
                      if v is not None}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,

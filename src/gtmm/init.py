@@ -68,6 +68,13 @@ def _fill(layer: Any, rng: np.random.Generator) -> Any:
     raise TypeError(f"no host initialiser for {type(layer).__name__}")
 
 
+def fill_layers(module: M, rng: np.random.Generator) -> M:
+    """Every layer inside `module` (not `module` itself) drawn in turn, depth first: what a
+    module's own `host_init` calls before it adjusts anything."""
+    is_layer = lambda x: x is not module and (isinstance(x, _LAYERS) or hasattr(x, "host_init"))  # noqa: E731
+    return jax.tree_util.tree_map(lambda x: _fill(x, rng) if is_layer(x) else x, module, is_leaf=is_layer)
+
+
 def host_init(build: Callable[[jax.Array], M], seed: int) -> M:
     """`build(key)` with every parameter drawn on the host from NumPy's generator `seed`.
 
@@ -76,8 +83,7 @@ def host_init(build: Callable[[jax.Array], M], seed: int) -> M:
     """
     skeleton = eqx.filter_eval_shape(build, jax.random.PRNGKey(seed))
     rng = np.random.default_rng([seed, 0x67746D6D])  # "gtmm": a stream apart from data seeds
-    is_layer = lambda x: isinstance(x, _LAYERS) or hasattr(x, "host_init")  # noqa: E731
-    model = jax.tree_util.tree_map(lambda x: _fill(x, rng) if is_layer(x) else x, skeleton, is_leaf=is_layer)
+    model = fill_layers(skeleton, rng)
     leftovers = [jax.tree_util.keystr(path) for path, x in jax.tree_util.tree_leaves_with_path(
         model, is_leaf=_is_abstract) if _is_abstract(x)]
     if leftovers:

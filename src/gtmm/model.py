@@ -8,6 +8,7 @@ map runs over all T steps at once after it. Batching is one `jax.vmap` at the ed
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -61,6 +62,11 @@ class ModelConfig:
     # default): no division by zero in the KL. A setting so that its effect can be measured (a
     # floor of 0.1 did not remove the gradient spikes of docs/results/recall-diagnostic.md).
     min_std: float = MIN_STD
+    # ntm only: start the write heads walking forward one slot per step (interface biases: gate
+    # -b, so the previous weighting is kept; shift logits (0, 0, b), so it moves by +1). Without
+    # it the NTM found no recall in the reduced setting (docs/results/recall-diagnostic.md).
+    # 0 keeps the default initialisation; not in the paper or Graves et al. 2014.
+    ntm_walk_bias: float = 0.0
     # Visual networks (gtmm.networks.NETWORKS): "inception" (appendix B.1, digits and characters)
     # or "two-pathway" (appendix B.2, 3D frames); the task chooses (AbstractTask.model_defaults).
     network: str = "inception"
@@ -81,6 +87,11 @@ class ModelConfig:
         if self.context_with_controller and self.model != "introspective":
             raise GtmmError(f"context_with_controller applies to the introspective memory only; the {self.model}"
                             " context already carries the controller state (drop --context-with-controller)")
+        if (isinstance(self.ntm_walk_bias, bool) or not isinstance(self.ntm_walk_bias, (int, float))
+                or not math.isfinite(self.ntm_walk_bias) or self.ntm_walk_bias < 0):
+            raise GtmmError(f"ntm walk bias must be a number >= 0, got {self.ntm_walk_bias!r}")
+        if self.ntm_walk_bias and self.model != "ntm":
+            raise GtmmError(f"ntm walk bias applies to the ntm memory only, not {self.model}; drop --ntm-walk-bias")
         if self.network not in NETWORKS:
             raise GtmmError(f"unknown network {self.network!r}; choose one of: {', '.join(NETWORKS)}")
         check_frame_shape(self.network, (self.frame_channels, self.frame_size, self.frame_size), self.frame_channels)
@@ -193,7 +204,8 @@ class GTMM(eqx.Module):
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
             **({"top_k": cfg.top_k} if cfg.top_k is not None else {}),
             **({"link_k": cfg.link_k} if cfg.link_k is not None else {}),
-            **({"context_with_controller": True} if cfg.context_with_controller else {}), key=k[1],
+            **({"context_with_controller": True} if cfg.context_with_controller else {}),
+            **({"walk_bias": float(cfg.ntm_walk_bias)} if cfg.ntm_walk_bias else {}), key=k[1],
         )
         psi = self.memory.context_size
         self.prior_map = eqx.nn.MLP(psi, 2 * cfg.latent_size, cfg.map_hidden, depth=1, activation=jnp.tanh, key=k[2])

@@ -102,9 +102,15 @@ def check_stores_latents(name: str, *, word_size: int | None, latent_size: int) 
 
 def split_interface(vector: Float[Array, " n"], shapes: dict[str, tuple[int, ...]]) -> dict[str, Float[Array, "..."]]:
     """Cut a controller's interface vector into named pieces of the given shapes, in order."""
+    return {name: vector[start:start + math.prod(shape)].reshape(shape)
+            for name, (start, shape) in interface_offsets(shapes).items()}
+
+
+def interface_offsets(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Where each named piece starts in the interface vector, with its shape (`split_interface`'s layout)."""
     out, start = {}, 0
     for name, shape in shapes.items():
-        out[name] = vector[start:start + math.prod(shape)].reshape(shape)
+        out[name] = (start, shape)
         start += math.prod(shape)
     return out
 

@@ -14,11 +14,12 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from gtmm.errors import GtmmError
 from gtmm.memories.addressing import content_weights, erase_and_write, read_memory
-from gtmm.memories.base import ControllerInput, InterfaceMemory
+from gtmm.memories.base import ControllerInput, InterfaceMemory, interface_offsets
 
 SHIFTS = (-1, 0, 1)  # the allowed integer shifts, in the order of the shift distribution's entries
 
@@ -67,6 +68,19 @@ def ntm_weights(memory: Float[Array, "slots word"], keys: Float[Array, "heads wo
     return sharpen(w, gamma)
 
 
+def walk_forward_bias(bias: Float[Array, " interface"], offsets: dict[str, tuple[int, tuple[int, ...]]],
+                      prefix: str, strength: float) -> Float[Array, " interface"]:
+    """Interface biases that start `prefix` heads walking forward by location: gate -b (keep the
+    previous weighting, eq. 7) and shift logits (0, 0, b) (move by +1, eq. 8). At b = 3 the gate
+    is sigmoid(-3) = 0.05 and the shift +1 has probability e^3 / (e^3 + 2) = 0.91.
+    """
+    start, shape = offsets[f"{prefix}_gate"]
+    bias = bias.at[start:start + shape[0]].set(-strength)
+    start, shape = offsets[f"{prefix}_shift"]
+    shift = jnp.zeros(shape).at[:, SHIFTS.index(1)].set(strength)
+    return bias.at[start:start + shift.size].set(shift.reshape(-1))
+
+
 class NTMState(NamedTuple):
     h: Float[Array, " hidden"]  # controller LSTM state h_{t-1}
     c: Float[Array, " hidden"]
@@ -95,19 +109,36 @@ class NTMMemory(InterfaceMemory):
     Reads follow this step's write (the NTM/DNC order); the word written at step t derives from
     z_{t-1}, so Psi holds only what was in memory before step t (paper Fig. 2). Every head's
     previous weighting starts on slot 0, so pure location addressing (gate 0, shift +1) walks
-    through the memory one slot per step.
+    through the memory one slot per step. `walk_bias` b > 0 (not in the papers; ModelConfig.ntm_walk_bias)
+    starts the write heads doing so (`walk_forward_bias`).
     """
 
     write_heads: int = eqx.field(static=True)
+    walk_bias: float = eqx.field(static=True, default=0.0)
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, write_heads: int = 1, word_size: int | None = None, top_k: int | None = None,
-                 key: PRNGKeyArray, **_: int):
+                 walk_bias: float = 0.0, key: PRNGKeyArray, **_: int):
         self.check_settings(slots=slots)
         self.write_heads = write_heads
         self._build_controller(latent_size=latent_size, task_context_size=task_context_size,
                                hidden_size=hidden_size, slots=slots, read_heads=read_heads,
                                word_size=word_size, top_k=top_k, key=key)
+        self.walk_bias = walk_bias
+        self.interface = self._walking(self.interface)
+
+    def _walking(self, interface: eqx.nn.Linear) -> eqx.nn.Linear:
+        if not self.walk_bias:
+            return interface
+        return eqx.tree_at(lambda lin: lin.bias, interface, walk_forward_bias(
+            interface.bias, interface_offsets(self._interface_shapes()), "write", self.walk_bias))
+
+    def host_init(self, rng: np.random.Generator) -> "NTMMemory":
+        """`gtmm.init`'s host initialisation, then the walk bias (as the constructor applies it)."""
+        from gtmm.init import fill_layers
+
+        filled = fill_layers(self, rng)
+        return eqx.tree_at(lambda m: m.interface, filled, self._walking(filled.interface))
 
     @classmethod
     def check_settings(cls, *, slots: int, **_: int) -> None:
