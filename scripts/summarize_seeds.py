@@ -1,4 +1,5 @@
-"""Table of KL before and during recall for runs made by scripts/perfect_recall_seeds.sh.
+"""Table of KL before and during recall for runs made by scripts/perfect_recall_seeds.sh or
+scripts/recall_evidence.sh (every evaluation.json under RUNS_DIR, at any depth).
 
 Usage: python scripts/summarize_seeds.py RUNS_DIR > table.md
 """
@@ -14,7 +15,7 @@ root = Path(sys.argv[1])
 rows = defaultdict(list)
 print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall steps (mean) | last-step KL |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for ev_path in sorted(root.glob("*/evaluation.json")):
+for ev_path in sorted(root.rglob("evaluation.json")):
     ev = json.loads(ev_path.read_text())
     rows[ev["model"]].append(ev)
     print(f"| {ev['model']} | {ev['seed']} | {ev['step']} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.3f}"
