@@ -12,6 +12,8 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --min-std        the floor on the prior's and posterior's standard deviations (default 1e-3)
   --ntm-walk-bias  the NTM's write heads start walking forward one slot per step
                    (ModelConfig.ntm_walk_bias; not in the paper)
+  --spikes         print where the gradient lands (norm per part of the model) at every step whose
+                   norm is over 20x the median of the last 200 steps
   --psi-with-h     the introspective memory context also carries the controller state h_t, as the
                    NTM, LRU and DNC contexts do (eq. 13-16), so the prior can tell the phases apart
                    (ModelConfig.context_with_controller; not the paper's eq. 12)
@@ -33,7 +35,19 @@ import optax
 
 from gtmm import model as gtmm_model
 from gtmm.memories import introspective
+from gtmm.memories.base import split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
+
+
+def gradient_parts(grads, memory) -> dict:
+    """Global gradient norm of each part of the model; the memory's interface bias by named piece."""
+    parts = {"encoder": grads.encoder, "decoder": grads.decoder, "prior map": grads.prior_map,
+             "posterior map": grads.posterior_map, "controller lstm": grads.memory.lstm}
+    if hasattr(grads.memory, "interface"):
+        parts["interface weight"] = grads.memory.interface.weight
+        pieces = split_interface(grads.memory.interface.bias, memory._interface_shapes())
+        parts.update({f"interface bias {name}": v for name, v in pieces.items()})
+    return {name: optax.global_norm(v) for name, v in parts.items()}
 
 
 def main() -> None:
@@ -50,6 +64,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (paper section 4.1: 1e-3)")
     p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
     p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
+    p.add_argument("--spikes", action="store_true", help="print the gradient norm per part at each spike")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
     a = p.parse_args()
     bits, patterns, batch = 64, 500, 10
@@ -92,15 +107,22 @@ def main() -> None:
     def step(model, opt_state, x, key):
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, x, context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-        return eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0), optax.global_norm(grads)
+        return (eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0),
+                optax.global_norm(grads), gradient_parts(grads, model.memory))
 
     rng = np.random.default_rng(a.seed)
     table = rng.integers(0, 2, (patterns, bits)).astype(np.float32)
-    start, largest = time.time(), 0.0
+    start, largest, history = time.time(), 0.0, []
     for i in range(a.steps + 1):
         first = table[rng.integers(0, patterns, (batch, a.l))]
         x = jnp.asarray(np.concatenate([first, first[:, : a.k]], axis=1))
-        model, opt_state, loss, kl, norm = step(model, opt_state, x, jax.random.fold_in(jax.random.PRNGKey(a.seed), i))
+        model, opt_state, loss, kl, norm, parts = step(model, opt_state, x, jax.random.fold_in(jax.random.PRNGKey(a.seed), i))
+        history.append(float(norm))
+        median = float(np.median(history[-200:]))
+        if a.spikes and i > 200 and float(norm) > 20 * median:
+            top = sorted(((float(v), k) for k, v in parts.items()), reverse=True)[:4]
+            print(f"spike at step {i}: norm {float(norm):.0f}, median {median:.0f}; largest parts "
+                  + ", ".join(f"{k} {v:.0f}" for v, k in top), flush=True)
         largest = max(largest, float(norm))
         if i % a.every == 0:
             kl = np.asarray(kl)
