@@ -108,7 +108,7 @@ def main() -> None:
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, x, context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return (eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0),
-                optax.global_norm(grads), gradient_parts(grads, model.memory))
+                optax.global_norm(grads), gradient_parts(grads, model.memory) if a.spikes else {})
 
     rng = np.random.default_rng(a.seed)
     table = rng.integers(0, 2, (patterns, bits)).astype(np.float32)
@@ -117,12 +117,13 @@ def main() -> None:
         first = table[rng.integers(0, patterns, (batch, a.l))]
         x = jnp.asarray(np.concatenate([first, first[:, : a.k]], axis=1))
         model, opt_state, loss, kl, norm, parts = step(model, opt_state, x, jax.random.fold_in(jax.random.PRNGKey(a.seed), i))
-        history.append(float(norm))
-        median = float(np.median(history[-200:]))
-        if a.spikes and i > 200 and float(norm) > 20 * median:
-            top = sorted(((float(v), k) for k, v in parts.items()), reverse=True)[:4]
-            print(f"spike at step {i}: norm {float(norm):.0f}, median {median:.0f}; largest parts "
-                  + ", ".join(f"{k} {v:.0f}" for v, k in top), flush=True)
+        if a.spikes:
+            history.append(float(norm))
+            median = float(np.median(history[-200:]))
+            if i > 200 and float(norm) > 20 * median:
+                top = sorted(((float(v), k) for k, v in parts.items()), reverse=True)[:4]
+                print(f"spike at step {i}: norm {float(norm):.0f}, median {median:.0f}; largest parts "
+                      + ", ".join(f"{k} {v:.0f}" for v, k in top), flush=True)
         largest = max(largest, float(norm))
         if i % a.every == 0:
             kl = np.asarray(kl)

@@ -8,7 +8,6 @@ map runs over all T steps at once after it. Batching is one `jax.vmap` at the ed
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -87,9 +86,7 @@ class ModelConfig:
         if self.context_with_controller and self.model != "introspective":
             raise GtmmError(f"context_with_controller applies to the introspective memory only; the {self.model}"
                             " context already carries the controller state (drop --context-with-controller)")
-        if (isinstance(self.ntm_walk_bias, bool) or not isinstance(self.ntm_walk_bias, (int, float))
-                or not math.isfinite(self.ntm_walk_bias) or self.ntm_walk_bias < 0):
-            raise GtmmError(f"ntm walk bias must be a number >= 0, got {self.ntm_walk_bias!r}")
+        check_positive_number("ntm walk bias", self.ntm_walk_bias, zero_ok=True)
         if self.ntm_walk_bias and self.model != "ntm":
             raise GtmmError(f"ntm walk bias applies to the ntm memory only, not {self.model}; drop --ntm-walk-bias")
         if self.network not in NETWORKS:

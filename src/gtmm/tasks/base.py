@@ -40,11 +40,12 @@ def check_positive(name: str, value: int) -> int:
     return int(value)
 
 
-def check_positive_number(name: str, value: float, hint: str = "") -> float:
-    """A finite number > 0 (not a boolean), or a one-line GtmmError naming `name`."""
+def check_positive_number(name: str, value: float, hint: str = "", *, zero_ok: bool = False) -> float:
+    """A finite number > 0 (>= 0 with `zero_ok`; not a boolean), or a one-line GtmmError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (
-            0 < value < float("inf")):
-        raise GtmmError(f"{name} must be a positive number{hint}, got {value!r}")
+            (0 <= value if zero_ok else 0 < value) and value < float("inf")):
+        kind = "a number >= 0" if zero_ok else "a positive number"
+        raise GtmmError(f"{name} must be {kind}{hint}, got {value!r}")
     return float(value)
 
 
