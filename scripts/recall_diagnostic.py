@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
     p.add_argument("--spikes", action="store_true", help="print the gradient norm per part at each spike")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
+    p.add_argument("--hidden-size", type=int, default=None,
+                   help="controller width (default: the library's; with --psi-with-h 98, before 2026-11-29 316)")
     a = p.parse_args()
     bits, patterns, batch = 64, 500, 10
     T = a.l + a.k
@@ -90,7 +92,7 @@ def main() -> None:
     gtmm_model.check_frame_shape = lambda *args: None
 
     cfg = ModelConfig(model=a.model, sequence_length=T, task_context_size=ctx,
-                      context_with_controller=a.psi_with_h, ntm_walk_bias=a.ntm_walk_bias,
+                      context_with_controller=a.psi_with_h, ntm_walk_bias=a.ntm_walk_bias, hidden_size=a.hidden_size,
                       **({"min_std": a.min_std} if a.min_std is not None else {})).resolved()
     model = init_model(cfg, a.seed)
     ke, kd = jax.random.split(jax.random.PRNGKey(a.seed + 1))

@@ -92,6 +92,10 @@ def test_generation_shapes_and_observed_prefix(core_model, batch):
 def test_parameter_counts_match_table_1():
     counts = {m: count_parameters(eqx.filter_eval_shape(GTMM, ModelConfig(m, 20), key=jax.random.PRNGKey(0)))
               for m in MODELS}
+    # h_t in the introspective context widens the maps; the default width makes up for it
+    counts["introspective with h_t"] = count_parameters(eqx.filter_eval_shape(
+        GTMM, ModelConfig("introspective", 20, context_with_controller=True), key=jax.random.PRNGKey(0)))
+    assert abs(counts["introspective with h_t"] / counts["introspective"] - 1) < 0.01, counts
     lo, hi = min(counts.values()), max(counts.values())
     assert hi / lo < 1.05, counts
     assert all(1.80e6 < c < 1.95e6 for c in counts.values()), counts

@@ -181,6 +181,10 @@ def test_the_3d_networks_follow_from_the_task_and_match_table_1(episode_dataset)
         cfg = TrainConfig(model=name, task="rotation-3d").validate().model_config(task)
         assert (cfg.network, cfg.frame_channels, cfg.latent_size) == ("two-pathway", 3, 256)
         counts[name] = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
+    cfg = TrainConfig(model="introspective", task="rotation-3d", model_overrides={"context_with_controller": True})
+    counts["introspective with h_t"] = count_parameters(eqx.filter_eval_shape(
+        GTMM, cfg.validate().model_config(task), key=jax.random.PRNGKey(0)))
+    assert abs(counts["introspective with h_t"] / counts["introspective"] - 1) < 0.01, counts
     assert max(counts.values()) / min(counts.values()) < 1.05
     assert all(5.85e6 < n < 6.05e6 for n in counts.values()), counts  # Table 1: 5.91-5.99 M
 

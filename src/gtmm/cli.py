@@ -259,6 +259,9 @@ def _run(args) -> int:
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             slots = f", {cfg.slots} slots of {cfg.word_size}" if cfg.word_size else ""
             print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k})")
+        cfg = ModelConfig("introspective", l + k, context_with_controller=True, **defaults).resolved()
+        n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
+        print(f"{'introspective':14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, with --context-with-controller)")
     elif args.command == "bench":
         from gtmm.bench import bench
         from gtmm.train import TrainConfig

@@ -25,7 +25,15 @@ from gtmm.distributions import (
     gaussian_sample,
 )
 from gtmm.errors import GtmmError
-from gtmm.memories import DEFAULT_HIDDEN, DEFAULT_HIDDEN_BY_NETWORK, MEMORIES, AbstractMemory, ControllerInput, check_model
+from gtmm.memories import (
+    DEFAULT_HIDDEN,
+    DEFAULT_HIDDEN_BY_NETWORK,
+    DEFAULT_HIDDEN_WITH_CONTROLLER,
+    MEMORIES,
+    AbstractMemory,
+    ControllerInput,
+    check_model,
+)
 from gtmm.memories.vrnn import VRNNMemory
 from gtmm.networks import FRAME_SIZE, NETWORKS, Decoder, Encoder, check_frame_shape
 from gtmm.tasks.base import check_positive_number
@@ -106,9 +114,13 @@ class ModelConfig:
         if self.link_k is not None and self.link_k > slots:
             raise GtmmError(f"link k ({self.link_k}) cannot exceed the memory slots ({slots}); lower link k to at"
                             f" most {slots} or raise slots")
+        if self.context_with_controller:
+            default_hidden = DEFAULT_HIDDEN_WITH_CONTROLLER[self.network]
+        else:
+            default_hidden = DEFAULT_HIDDEN_BY_NETWORK.get(self.network, DEFAULT_HIDDEN)[self.model]
         return ModelConfig(**{
             **asdict(self),
-            "hidden_size": self.hidden_size or DEFAULT_HIDDEN_BY_NETWORK.get(self.network, DEFAULT_HIDDEN)[self.model],
+            "hidden_size": self.hidden_size or default_hidden,
             "slots": slots,
             "word_size": word_size,
         })
