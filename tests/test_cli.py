@@ -78,6 +78,8 @@ def test_not_a_run_directory(tmp_path):
     (["perfect-recall-99"], ["unknown experiment"]),
     (["perfect-recall", "--models", "vrnn,lstm"], ["unknown model", "lstm"]),
     (["perfect-recall", "--replicas", "0"], ["positive"]),
+    (["perfect-recall", "--devices", "0"], ["positive"]),
+    (["perfect-recall", "--devices", "9"], ["9 devices asked for", "xla_force_host_platform_device_count"]),
 ])
 def test_bad_reproduce_arguments(tmp_path, args, words):
     out = tmp_path / "exp"

@@ -230,3 +230,24 @@ def _log(out: Path) -> list[dict]:
 
     path = out / "sweep-log.jsonl"
     return read_jsonl(path) if path.exists() else []
+
+
+def test_reproduce_splits_every_batch_over_the_devices_it_is_given(tmp_path, monkeypatch):
+    """`gtmm reproduce --devices N` hands N to every model's training and names it in the report's
+    command; a scale whose batch does not split over N is refused before anything is trained."""
+    import gtmm.experiments as experiments
+
+    calls, reports = [], []
+    monkeypatch.setattr(experiments, "data_parallel", lambda devices: SimpleNamespace(size=devices))
+    monkeypatch.setattr(experiments, "train_replicas", lambda config, out, replicas, **kw: calls.append(
+        (config.model, config.batch_size, kw["devices"])))
+    monkeypatch.setattr(experiments, "evaluate_runs", lambda *args: None)
+    monkeypatch.setattr(experiments, "write_report", lambda runs, out, **kw: reports.append(kw["command"]) or out)
+    experiments.reproduce("perfect-recall", "cpu", tmp_path / "exp", models=("vrnn", "dnc"), devices=2,
+                          progress=False)
+    assert calls == [("vrnn", 10, 2), ("dnc", 10, 2)]
+    assert " --devices 2 " in reports[0]
+    calls.clear()
+    with pytest.raises(GtmmError, match="smoke scale's batch of 5 does not split evenly over 2 devices"):
+        experiments.reproduce("perfect-recall", "smoke", tmp_path / "smoke", models=("vrnn",), devices=2)
+    assert calls == [] and not (tmp_path / "smoke").exists()

@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--replicas", type=_positive_int, default=None, help="replicas per model (default: the scale's)")
     r.add_argument("--models", default=",".join(MEMORIES), help="comma-separated subset of the models")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--devices", type=_devices, default=None,
+                   help="split each batch over N devices (or 'all'), as gtmm train; on a CPU with"
+                        " XLA_FLAGS=--xla_force_host_platform_device_count=N")
     r.add_argument("--out", required=True)
     r.add_argument("--no-progress", action="store_true")
 
@@ -232,7 +235,7 @@ def _run(args) -> int:
 
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress,
-                            replicas=args.replicas, models=models)
+                            replicas=args.replicas, models=models, devices=args.devices)
         print(f"report: {summary}")
     elif args.command == "sweep":
         return _sweep(args)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
+from gtmm.parallel import data_parallel
 from gtmm.report import evaluate_runs, write_report
 from gtmm.tasks.base import check_positive
 from gtmm.train import TrainConfig, replica_dirs, train_replicas
@@ -51,9 +52,12 @@ SCALES = {
 
 
 def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progress: bool = True,
-              replicas: int | None = None, models: tuple[str, ...] = MODELS) -> Path:
+              replicas: int | None = None, models: tuple[str, ...] = MODELS,
+              devices: int | str | None = None) -> Path:
     """Run `experiment` for every model at `scale` into `out` (`out/MODEL/replica-r`, seeds
-    `seed + r`), evaluate and sample every replica, and write `out/report.md`; returns its path."""
+    `seed + r`), evaluate and sample every replica, and write `out/report.md`; returns its path.
+    `devices` splits every batch over that many devices, as `train_replicas` does (on a CPU, two
+    forced host devices run a step 1.25-1.37x faster: docs/results/scaling.md)."""
     name = ALIASES.get(experiment, experiment)
     if name not in EXPERIMENTS:
         raise GtmmError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
@@ -71,13 +75,19 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
                               checkpoint_every=settings["checkpoint_every"]) for m in models}
     for c in configs.values():
         c.validate()
+    parallel = data_parallel(devices)  # before any training: a device count that cannot work fails now
+    if parallel is not None and settings["batch_size"] % parallel.size:
+        raise GtmmError(f"the {scale} scale's batch of {settings['batch_size']} does not split evenly over"
+                        f" {parallel.size} devices; use --devices with a divisor of {settings['batch_size']}"
+                        f" or another --scale")
     t0 = time.time()
     for model, config in configs.items():
-        train_replicas(config, out / model, replicas, progress=progress)
+        train_replicas(config, out / model, replicas, progress=progress, devices=devices)
     runs = [d for m in models for d in replica_dirs(out / m, replicas)]
     evaluate_runs(runs, settings["eval_batches"], progress)
     title = (f"{name} ({spec['figure']}), scale {scale}: {settings['steps']} steps of batch"
              f" {settings['batch_size']}, {replicas} replicas per model (seeds {seed}-{seed + replicas - 1})")
-    command = (f"gtmm reproduce {experiment} --scale {scale} --replicas {replicas} --seed {seed} --out {out}"
+    command = (f"gtmm reproduce {experiment} --scale {scale} --replicas {replicas} --seed {seed}"
+               + (f" --devices {devices}" if devices is not None else "") + f" --out {out}"
                f"  # {time.time() - t0:.0f} s")
     return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command, progress=False)
