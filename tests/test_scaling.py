@@ -4,6 +4,7 @@ Every run here is test_reliability's tiny configuration (one compiled step per p
 whole session, through the persistent compile cache that subprocesses share).
 """
 
+import functools
 import json
 import os
 import signal
@@ -238,7 +239,12 @@ def test_reproduce_splits_every_batch_over_the_devices_it_is_given(tmp_path, mon
     import gtmm.experiments as experiments
 
     calls, reports = [], []
-    monkeypatch.setattr(experiments, "data_parallel", lambda devices: SimpleNamespace(size=devices))
+    def fake_parallel(devices):  # a mesh of N devices without N devices; its batch check is the real one
+        fake = SimpleNamespace(size=devices)
+        fake.check_batch = functools.partial(DataParallel.check_batch, fake)
+        return fake
+
+    monkeypatch.setattr(experiments, "data_parallel", fake_parallel)
     monkeypatch.setattr(experiments, "train_replicas", lambda config, out, replicas, **kw: calls.append(
         (config.model, config.batch_size, kw["devices"])))
     monkeypatch.setattr(experiments, "evaluate_runs", lambda *args: None)

@@ -76,10 +76,9 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
     for c in configs.values():
         c.validate()
     parallel = data_parallel(devices)  # before any training: a device count that cannot work fails now
-    if parallel is not None and settings["batch_size"] % parallel.size:
-        raise GtmmError(f"the {scale} scale's batch of {settings['batch_size']} does not split evenly over"
-                        f" {parallel.size} devices; use --devices with a divisor of {settings['batch_size']}"
-                        f" or another --scale")
+    if parallel is not None:
+        parallel.check_batch(settings["batch_size"], what=f"the {scale} scale's batch",
+                             fix=f"use --devices with a divisor of {settings['batch_size']} or another --scale")
     t0 = time.time()
     for model, config in configs.items():
         train_replicas(config, out / model, replicas, progress=progress, devices=devices)

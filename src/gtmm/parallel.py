@@ -115,12 +115,14 @@ class DataParallel:
         """`step` (a jitted training step) over sharded inputs, its outputs replicated."""
         return _replicated_outputs(step, self.replicated)
 
-    def check_batch(self, batch_size: int) -> None:
+    def check_batch(self, batch_size: int, what: str = "the batch", fix: str | None = None) -> None:
+        """Refuse a batch that does not split evenly over the devices; ``what`` names it and ``fix`` says
+        what to change (default: the --batch-size or --devices flags of ``gtmm train``)."""
         if batch_size % self.size:
             lower = batch_size - batch_size % self.size
-            raise GtmmError(f"the batch of {batch_size} does not split evenly over {self.size} devices; use a"
-                            f" --batch-size that is a multiple of {self.size} (e.g. {lower or self.size} or"
-                            f" {lower + self.size}) or fewer --devices")
+            fix = fix or (f"use a --batch-size that is a multiple of {self.size} (e.g. {lower or self.size} or"
+                          f" {lower + self.size}) or fewer --devices")
+            raise GtmmError(f"{what} of {batch_size} does not split evenly over {self.size} devices; {fix}")
 
     def barrier(self, name: str) -> None:
         """Wait until every process gets here (nothing to wait for in one process)."""
