@@ -257,14 +257,13 @@ def _run(args) -> int:
             defaults = getattr(TASKS[args.task], "model_defaults", {})
             if defaults:
                 print(f"{args.task}: networks {defaults.get('network')}, latent {defaults.get('latent_size')}")
-        for name in MEMORIES:
-            cfg = ModelConfig(name, l + k, **defaults).resolved()
+        variants = [(name, {}, "") for name in MEMORIES]
+        variants.append(("introspective", {"context_with_controller": True}, ", with --context-with-controller"))
+        for name, options, note in variants:
+            cfg = ModelConfig(name, l + k, **options, **defaults).resolved()
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             slots = f", {cfg.slots} slots of {cfg.word_size}" if cfg.word_size else ""
-            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k})")
-        cfg = ModelConfig("introspective", l + k, context_with_controller=True, **defaults).resolved()
-        n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
-        print(f"{'introspective':14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}, with --context-with-controller)")
+            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k}{note})")
     elif args.command == "bench":
         from gtmm.bench import bench
         from gtmm.train import TrainConfig
