@@ -180,3 +180,27 @@ def test_unknown_option_is_one_line(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gtmm: error: unrecognized arguments: --bogus 1"), err
+
+
+def test_fork_prints_the_command_that_continues_it(tmp_path):
+    """gtmm fork from the command line: the printed `continue` command resumes the fork from its
+    step with the new clip; a bad --step is one line, exit 2, nothing written."""
+    import json
+    import shlex
+
+    run, fork = tmp_path / "run", tmp_path / "fork"
+    tiny = ["--model", "vrnn", "--l", "3", "--k", "2", "--batch-size", "2", "--checkpoint-every", "2",
+            "--hidden-size", "16", "--no-progress"]
+    assert gtmm("train", *tiny, "--steps", "4", "--out", str(run)).returncode == 0
+    assert_one_line_error(gtmm("fork", str(run), "--out", str(fork), "--step", "3"), "no checkpoint at step 3")
+    assert not fork.exists()
+    proc = gtmm("fork", str(run), "--out", str(fork), "--step", "2", "--clip-grad-norm", "5", "--steps", "3")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["step"] == 2 and summary["changed"] == {"clip_grad_norm": [None, 5.0], "steps": [4, 3]}
+    words = shlex.split(summary["continue"])
+    assert words[:2] == ["gtmm", "train"] and "--clip-grad-norm" in words and "--hidden-size" in words
+    proc = gtmm(*words[1:], "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["resumed_from"] == 2
+    assert [json.loads(line)["step"] for line in (fork / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

@@ -28,6 +28,7 @@ from gtmm.train import (
     CHECKPOINT_FORMAT,
     TrainConfig,
     _checkpoint_paths,
+    fork_run,
     load_trained,
     make_optimizer,
     read_checkpoint,
@@ -219,6 +220,52 @@ def test_overwrite_replaces_a_run_only_when_asked(tmp_path, recall_task):
     with pytest.raises(GtmmError, match="not a gtmm run directory"):
         train(_tiny(1), other, progress=False, task=recall_task, overwrite=True)
     assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_a_fork_with_the_same_settings_repeats_the_source_and_a_changed_clip_branches(straight, tmp_path,
+                                                                                     recall_task):
+    """fork_run: from step 4 of the straight run, unchanged settings train on to its very numbers and
+    parameters; a tiny clip gives the same numbers up to step 4 and others after; the source is not
+    touched and the fork's provenance survives its resumes."""
+    before = _files(straight)
+    same = tmp_path / "same"
+    assert fork_run(straight, same, 4)["changed"] == {}
+    assert _numbers(same) == _numbers(straight, 4) and [s for s, _ in _checkpoint_paths(same)] == [4]
+    assert train(_tiny(8), same, progress=False, task=recall_task)["resumed_from"] == 4
+    assert _numbers(same) == _numbers(straight)
+    assert all(np.array_equal(a, b) for a, b in zip(_params(same), _params(straight)))
+
+    clipped = tmp_path / "clipped"
+    summary = fork_run(straight, clipped, 4, clip_grad_norm=1e-3, steps=6)
+    assert summary["changed"] == {"clip_grad_norm": [None, 1e-3], "steps": [8, 6]}
+    with pytest.raises(GtmmError, match="different run .*clip_grad_norm"):  # it is another run now
+        train(_tiny(6), clipped, progress=False, task=recall_task)
+    train(_tiny(6, clip_grad_norm=1e-3), clipped, progress=False, task=recall_task)
+    ours, theirs = _numbers(clipped), _numbers(straight, 6)
+    assert ours[:5] == theirs[:5]  # step 5's loss is computed before the first clipped update
+    assert ours[5]["negative_bound"] != theirs[5]["negative_bound"]
+    meta = json.loads((clipped / "config.json").read_text())
+    assert meta["forked_from"] == {"run": str(straight.resolve()), "step": 4,
+                                   "changed": {"clip_grad_norm": [None, 1e-3], "steps": [8, 6]}}
+    assert meta["train"]["clip_grad_norm"] == 1e-3
+    assert _files(straight) == before
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    ({"step": 5}, "no checkpoint at step 5; it has steps 4, 6, 8"),
+    ({"model": "dnc"}, "can change only"),
+    ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+    ({"out": "exists"}, "exists; a fork goes into a new directory"),
+])
+def test_a_bad_fork_is_refused_with_nothing_written(straight, tmp_path, kwargs, words):
+    before = _files(straight)
+    out = tmp_path / kwargs.pop("out", "fork")
+    if out.name == "exists":
+        out.mkdir()
+    with pytest.raises(GtmmError, match=words):
+        fork_run(straight, out, **kwargs)
+    assert _files(straight) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["exists"] if out.name == "exists" else [])
 
 
 def test_killed_run_resumes_losing_at_most_a_checkpoint_interval(straight, tmp_path, recall_task):

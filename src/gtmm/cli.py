@@ -90,6 +90,17 @@ def _parser() -> argparse.ArgumentParser:
                         " another)")
     t.add_argument("--no-progress", action="store_true")
 
+    f = sub.add_parser("fork", help="branch a run from one of its checkpoints into a new run directory, with another"
+                                    " clip, learning rate or step count; then gtmm train goes on from there")
+    f.add_argument("run_dir", help="the run to branch from (left unchanged)")
+    f.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    f.add_argument("--step", type=_positive_int, default=None, help="the checkpoint to start from (default: newest)")
+    f.add_argument("--steps", type=_positive_int, default=None, help="steps the new run trains to (default: the source's)")
+    f.add_argument("--lr", type=float, default=None, help="the new run's learning rate (default: the source's)")
+    clip = f.add_mutually_exclusive_group()
+    clip.add_argument("--clip-grad-norm", type=float, default=None, help="the new run's clip (default: the source's)")
+    clip.add_argument("--no-clip", action="store_true", help="the new run does not clip the gradient")
+
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
     e.add_argument("run_dir")
     e.add_argument("--batches", type=_positive_int, default=10)
@@ -180,6 +191,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# `gtmm train`'s model settings (ModelConfig fields, the flag's name with dashes); a bool is a switch.
+_MODEL_FLAGS = ("hidden_size", "slots", "read_heads", "word_size", "top_k", "link_k", "remat_chunk", "min_std",
+                "ntm_walk_bias", "context_with_controller")
+
+
+def train_command(config, out: str) -> str | None:
+    """The `gtmm train` command line that trains (or resumes) `config` into `out`; None when a model
+    setting has no flag (a run made from Python)."""
+    words = ["gtmm", "train", "--model", config.model, "--task", config.task, "--l", str(config.l), "--k", str(config.k),
+             "--batch-size", str(config.batch_size), "--seed", str(config.seed), "--steps", str(config.steps),
+             "--checkpoint-every", str(config.checkpoint_every)]
+    for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm)):
+        if value is not None:
+            words += [f"--{flag}", repr(value)]
+    for name, value in config.model_overrides.items():
+        if name not in _MODEL_FLAGS:
+            return None
+        words += [f"--{name.replace('_', '-')}"] + ([] if value is True else [repr(value)])
+    return " ".join(words + ["--out", out])
+
+
 def _devices(text: str) -> int | str:
     return "all" if text == "all" else _positive_int(text)
 
@@ -191,13 +223,7 @@ def _run(args) -> int:
         init_distributed(args.coordinator, args.num_processes, args.process_id)  # before anything uses a device
         from gtmm.train import TrainConfig, train, train_replicas
 
-        overrides = {k: v for k, v in (("hidden_size", args.hidden_size), ("slots", args.slots),
-                                       ("read_heads", args.read_heads), ("word_size", args.word_size),
-                                       ("top_k", args.top_k), ("link_k", args.link_k),
-                                       ("remat_chunk", args.remat_chunk), ("min_std", args.min_std),
-                                       ("ntm_walk_bias", args.ntm_walk_bias),
-                                       ("context_with_controller", args.context_with_controller or None))
-                     if v is not None}
+        overrides = {k: v for k in _MODEL_FLAGS if (v := getattr(args, k)) is not None and v is not False}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, clip_grad_norm=args.clip_grad_norm,
                              seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -210,6 +236,18 @@ def _run(args) -> int:
                                           strategy=args.replica_strategy, overwrite=args.overwrite,
                                           devices=args.devices):
                 print(json.dumps(summary))
+    elif args.command == "fork":
+        from gtmm.train import fork_run, read_config
+
+        changes = {k: v for k, v in (("steps", args.steps), ("learning_rate", args.lr),
+                                     ("clip_grad_norm", args.clip_grad_norm)) if v is not None}
+        if args.no_clip:
+            changes["clip_grad_norm"] = None
+        summary = fork_run(args.run_dir, args.out, args.step, **changes)
+        summary["continue"] = (train_command(read_config(args.out), args.out)
+                               or f"from Python, gtmm.train.train(read_config({args.out!r}), {args.out!r}): a model setting of"
+                                  " this run has no gtmm train flag")
+        print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
 

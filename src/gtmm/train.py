@@ -438,7 +438,12 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelCon
                       n_params: int, devices: int = 1, processes: int = 1) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
+    kept = {}  # a fork's provenance outlives the resumes that rewrite the rest
+    if cfg_path.exists():
+        with contextlib.suppress(OSError, json.JSONDecodeError, AttributeError):
+            kept = {k: v for k, v in json.loads(cfg_path.read_text()).items() if k == "forked_from"}
     write_json_atomic(cfg_path, {
+        **kept,
         "train": asdict(config),
         "model": asdict(model_config),
         "learning_rate_used": config.lr,
@@ -460,6 +465,63 @@ def _drop_metrics_after(path: Path, step: int) -> None:
     records = read_jsonl(path)
     if any(r.get("step", 0) > step for r in records):
         write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step).encode())
+
+
+FORKABLE = ("learning_rate", "clip_grad_norm", "steps")  # what a fork may change: not the model nor the data
+
+
+def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None = None, **changes) -> dict:
+    """Branch a run: a new run directory `out` that starts from `source`'s checkpoint at `step`
+    (default its newest) with other optimiser settings (`changes`, of `FORKABLE`; e.g.
+    `clip_grad_norm=2000.0`, or `None` for no clipping). `out` gets the parameters, the Adam moments,
+    the metrics up to `step` and a config.json that records `forked_from`; the data stream and the
+    keys continue where `source` was (they are functions of seed and step), so `train` with the new
+    settings into `out` goes on from `step`, and with unchanged settings repeats `source` bit for bit.
+    Nothing in `source` is changed, and `out` appears whole or not at all. Returns a summary dict.
+    """
+    source, out = Path(source), Path(out)
+    old = read_config(source)
+    unknown = set(changes) - set(FORKABLE)
+    if unknown:
+        raise GtmmError(f"a fork can change only {', '.join(FORKABLE)}, not {', '.join(sorted(unknown))}: the model and"
+                        " the data stream are the source run's (train a new run for another model)")
+    config = replace(old, **changes).validate()
+    if out.exists() or out.is_symlink():
+        raise GtmmError(f"{out} exists; a fork goes into a new directory (choose another --out)")
+    _check_writable(out)
+    saved = _checkpoint_paths(source)
+    if not saved:
+        raise GtmmError(f"{source} holds no checkpoint yet; train it first")
+    if step is None:
+        step = saved[-1][0]
+    paths = dict(saved)
+    if step not in paths:
+        raise GtmmError(f"{source} has no checkpoint at step {step}; it has steps {', '.join(str(s) for s in paths)}"
+                        " (choose one with --step)")
+    model_config = read_model_config(source)
+    like = build_model(config, model_config)
+    try:  # the new optimiser's state must hold the same arrays (Adam's, with or without the clip)
+        _, model, opt_state = read_checkpoint(paths[step], like, make_optimizer(config).init(eqx.filter(like, eqx.is_array)))
+    except DamagedCheckpoint as e:
+        raise GtmmError(f"checkpoint {paths[step]} is damaged ({e}); fork from another --step") from None
+    meta = json.loads((source / "config.json").read_text())
+    changed = {k: [getattr(old, k), getattr(config, k)] for k in FORKABLE if getattr(old, k) != getattr(config, k)}
+    meta.update(train=asdict(config), learning_rate_used=config.lr,
+                forked_from={"run": str(source.resolve()), "step": step, "changed": changed})
+    records = [r for r in read_jsonl(source / "metrics.jsonl") if r.get("step", 0) <= step] \
+        if (source / "metrics.jsonl").exists() else []
+
+    staging = out.with_name(f".{out.name}.fork-{os.getpid()}.tmp")  # renamed into place when whole
+    with _writing(out):
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            save_checkpoint(staging, step, model, opt_state, config.keep_checkpoints, config, model_config)
+            write_bytes_atomic(staging / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+            write_json_atomic(staging / "config.json", meta)
+            os.rename(staging, out)  # fails, rather than replaces, if `out` appeared meanwhile
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"run_dir": str(out), "forked_from": str(source), "step": step, "changed": changed}
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True,
