@@ -464,7 +464,11 @@ def _drop_metrics_after(path: Path, step: int) -> None:
         return
     records = read_jsonl(path)
     if any(r.get("step", 0) > step for r in records):
-        write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step).encode())
+        _write_metrics(path, [r for r in records if r.get("step", 0) <= step])
+
+
+def _write_metrics(path: Path, records: list[dict]) -> None:
+    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 FORKABLE = ("learning_rate", "clip_grad_norm", "steps")  # what a fork may change: not the model nor the data
@@ -508,17 +512,16 @@ def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None
     changed = {k: [getattr(old, k), getattr(config, k)] for k in FORKABLE if getattr(old, k) != getattr(config, k)}
     meta.update(train=asdict(config), learning_rate_used=config.lr,
                 forked_from={"run": str(source.resolve()), "step": step, "changed": changed})
-    records = [r for r in read_jsonl(source / "metrics.jsonl") if r.get("step", 0) <= step] \
-        if (source / "metrics.jsonl").exists() else []
+    records = [r for r in read_metrics(source) if r["step"] <= step]
 
     staging = out.with_name(f".{out.name}.fork-{os.getpid()}.tmp")  # renamed into place when whole
     with _writing(out):
         shutil.rmtree(staging, ignore_errors=True)
         try:
             save_checkpoint(staging, step, model, opt_state, config.keep_checkpoints, config, model_config)
-            write_bytes_atomic(staging / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+            _write_metrics(staging / "metrics.jsonl", records)
             write_json_atomic(staging / "config.json", meta)
-            os.rename(staging, out)  # fails, rather than replaces, if `out` appeared meanwhile
+            os.rename(staging, out)  # a directory that appeared meanwhile is replaced only if empty
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return {"run_dir": str(out), "forked_from": str(source), "step": step, "changed": changed}
