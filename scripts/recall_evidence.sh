@@ -8,30 +8,44 @@
 #
 # SEEDS="0 1" trains those seeds one at a time instead (each alone, into OUT/MODEL/replica-S,
 # evaluated as soon as it finishes): the same numbers as replicas trained together (replica r
-# has seed r), in pieces short enough to finish within a working session.
-# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] scripts/recall_evidence.sh OUT_DIR [STEPS] ["MODELS"]
+# has seed r), in pieces short enough to finish within a working session. Two seeds started as
+# two processes at once (SEEDS=0 ... & SEEDS=1 ...) give 1.19x the throughput of one
+# (docs/results/scaling.md).
+#
+# STEPS may list stages, "4000 6000": each run trains to the first, is evaluated, resumes to the
+# next, and so on; every stage's evaluation.json and samples.png are kept in the run directory as
+# evaluation-step-N.json and samples-step-N.png (a run keeps only its last few checkpoints, so an
+# earlier stage cannot be evaluated afterwards).
+# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=2"
+evaluate() {  # RUN STAGE: evaluate the run's last checkpoint and keep a copy named by the stage
+  "$gtmm" evaluate "$1" > /dev/null
+  cp "$1/evaluation.json" "$1/evaluation-step-$2.json"
+  cp "$1/samples.png" "$1/samples-step-$2.png"
+}
 for model in $models; do
   extra=()
   case $model in
     introspective) extra=(--context-with-controller) ;;
     ntm) extra=(--ntm-walk-bias 3) ;;
   esac
-  common=(--model "$model" --task perfect-recall --l 15 --k 5 --steps "$steps" --clip-grad-norm 5000
+  common=(--model "$model" --task perfect-recall --l 15 --k 5 --clip-grad-norm 5000
           --checkpoint-every 100 --devices 2 "${extra[@]}" --no-progress)
-  if [[ -n "${SEEDS:-}" ]]; then
-    for seed in $SEEDS; do
-      "$gtmm" train "${common[@]}" --seed "$seed" --out "$out/$model/replica-$seed"
-      "$gtmm" evaluate "$out/$model/replica-$seed" > /dev/null
-    done
-  else
-    "$gtmm" train "${common[@]}" --replicas 3 --out "$out/$model"
-    for run in "$out/$model"/replica-*; do
-      "$gtmm" evaluate "$run" > /dev/null
-    done
-  fi
+  for stage in $steps; do
+    if [[ -n "${SEEDS:-}" ]]; then
+      for seed in $SEEDS; do
+        "$gtmm" train "${common[@]}" --steps "$stage" --seed "$seed" --out "$out/$model/replica-$seed"
+        evaluate "$out/$model/replica-$seed" "$stage"
+      done
+    else
+      "$gtmm" train "${common[@]}" --steps "$stage" --replicas 3 --out "$out/$model"
+      for run in "$out/$model"/replica-*; do
+        evaluate "$run" "$stage"
+      done
+    fi
+  done
 done
 python "$(dirname "$0")/summarize_seeds.py" "$out"

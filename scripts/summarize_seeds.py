@@ -17,15 +17,16 @@ print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for ev_path in sorted(root.rglob("evaluation.json")):
     ev = json.loads(ev_path.read_text())
-    rows[ev["model"]].append(ev)
+    rows[(ev["model"], ev["step"])].append(ev)
     print(f"| {ev['model']} | {ev['seed']} | {ev['step']} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.3f}"
           f" | {ev['kl_recall']:.3f} | {ev['last_step_kl']:.3f} |")
 print()
-print("| model | runs | KL steps 1-l, mean +- s.e. | KL recall steps, mean +- s.e. |")
-print("| --- | --- | --- | --- |")
-for model, evs in rows.items():
+print("| model | steps | runs | KL steps 1-l, mean +- s.e. | KL recall steps, mean +- s.e. |")
+print("| --- | --- | --- | --- | --- |")
+for (model, step), evs in rows.items():
     def ms(key):
         v = np.array([e[key] for e in evs])
-        se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-        return f"{v.mean():.3f} +- {se:.3f}"
-    print(f"| {model} | {len(evs)} | {ms('kl_before_recall')} | {ms('kl_recall')} |")
+        if len(v) < 2:  # no standard error from one run
+            return f"{v.mean():.3f}"
+        return f"{v.mean():.3f} +- {v.std(ddof=1) / np.sqrt(len(v)):.3f}"
+    print(f"| {model} | {step} | {len(evs)} | {ms('kl_before_recall')} | {ms('kl_recall')} |")
