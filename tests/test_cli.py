@@ -34,6 +34,8 @@ def assert_one_line_error(proc, *words):
     (["--model", "vrnn", "--hidden-size", "0"], ["hidden size must be positive"]),
     (["--model", "dnc", "--read-heads", "0"], ["read heads must be positive"]),
     (["--model", "lru", "--slots", "4"], ["slots (4) must be at least read heads (5)"]),
+    (["--model", "vrnn", "--keep-every", "0"], ["keep every must be a positive integer"]),
+    (["--model", "vrnn", "--keep-every", "150"], ["keep every (150) must be a multiple of checkpoint every (100)"]),
 ])
 def test_bad_training_arguments(tmp_path, args, words):
     out = tmp_path / "run"
@@ -194,6 +196,8 @@ def test_fork_prints_the_command_that_continues_it(tmp_path):
     assert gtmm("train", *tiny, "--steps", "4", "--out", str(run)).returncode == 0
     assert_one_line_error(gtmm("fork", str(run), "--out", str(fork), "--step", "3"), "no checkpoint at step 3")
     assert not fork.exists()
+    assert_one_line_error(gtmm("evaluate", str(run), "--step", "3"), "no checkpoint at step 3", "steps 2, 4")
+    assert not (run / "evaluation-step-3.json").exists()
     proc = gtmm("fork", str(run), "--out", str(fork), "--step", "2", "--clip-grad-norm", "5", "--steps", "3")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -204,3 +208,12 @@ def test_fork_prints_the_command_that_continues_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["resumed_from"] == 2
     assert [json.loads(line)["step"] for line in (fork / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_train_command_carries_keep_every():
+    from gtmm.cli import train_command
+    from gtmm.train import TrainConfig
+
+    words = train_command(TrainConfig(model="vrnn", keep_every=200), "runs/x").split()
+    assert words[words.index("--keep-every") + 1] == "200"
+    assert "--keep-every" not in train_command(TrainConfig(model="vrnn"), "runs/x").split()

@@ -344,3 +344,28 @@ def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
     args = argparse.Namespace(models=["vrnn", "dnc"], steps=300, batch_size=2, hidden=16)
     text = rel.Ledger(path).coverage(args, ["adversarial-black"])
     assert "min 0, max 20" in text and "pairs with >= 20 seeds: 1" in text, text
+
+
+def test_keep_every_keeps_milestones_across_resumes_and_evaluates_them(tmp_path, recall_task):
+    from gtmm.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    train(_tiny(12, keep_every=4), run, progress=False, task=recall_task)
+    assert [s for s, _ in _checkpoint_paths(run)] == [4, 8, 10, 12]  # the newest 3 and the multiples of 4
+    train(_tiny(14), run, progress=False, task=recall_task)  # resumed without keep_every: the run's 4 holds
+    assert [s for s, _ in _checkpoint_paths(run)] == [4, 8, 10, 12, 14]  # without the 4: [10, 12, 14]
+    assert gt.read_config(run).keep_every == 4
+
+    ev = evaluate_run(run, batches=1, samples=2, step=4)
+    assert ev["step"] == 4 and np.isfinite(ev["negative_bound"])
+    assert json.loads((run / "evaluation-step-4.json").read_text())["kl_recall"] == ev["kl_recall"]
+    assert (run / "samples-step-4.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (run / "evaluation.json").exists()  # the run's result is the newest step's, not rewritten
+    assert load_trained(run, 4)[3] == 4 and load_trained(run)[3] == 14
+
+    before = _files(run)
+    with pytest.raises(GtmmError, match=r"no checkpoint at step 6; it has steps 4, 8, 10, 12, 14") as err:
+        evaluate_run(run, batches=1, step=6)
+    assert "\n" not in str(err.value) and _files(run) == before
+    with pytest.raises(GtmmError, match=r"keep every \(3\) must be a multiple of checkpoint every \(2\)"):
+        _tiny(12, keep_every=3).validate()

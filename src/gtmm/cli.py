@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="clip the gradient's global norm to this before Adam (default: none, as the paper; see"
                         " docs/results/recall-diagnostic.md)")
     t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--keep-every", type=int, default=None,
+                   help="also keep every checkpoint at a multiple of N steps (default: only the last 3), to evaluate"
+                        " or fork the run there later; a resume keeps the run's N")
     t.add_argument("--hidden-size", type=int, default=None, help="controller LSTM width (default: per model)")
     t.add_argument("--slots", type=int, default=None, help="memory slots (default: T; 5 T for lru)")
     t.add_argument("--read-heads", type=int, default=None, help="read heads R (default: 5)")
@@ -104,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
     e.add_argument("run_dir")
     e.add_argument("--batches", type=_positive_int, default=10)
+    e.add_argument("--step", type=_positive_int, default=None,
+                   help="evaluate the checkpoint of this step into evaluation-step-N.json (default: the newest,"
+                        " into evaluation.json)")
 
     s = sub.add_parser("sample", help="PNG grid of inputs, reconstructions and generations")
     s.add_argument("run_dir")
@@ -202,6 +208,8 @@ def train_command(config, out: str) -> str | None:
     words = ["gtmm", "train", "--model", config.model, "--task", config.task, "--l", str(config.l), "--k", str(config.k),
              "--batch-size", str(config.batch_size), "--seed", str(config.seed), "--steps", str(config.steps),
              "--checkpoint-every", str(config.checkpoint_every)]
+    if config.keep_every is not None:
+        words += ["--keep-every", str(config.keep_every)]
     for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm)):
         if value is not None:
             words += [f"--{flag}", repr(value)]
@@ -226,7 +234,7 @@ def _run(args) -> int:
         overrides = {k: v for k in _MODEL_FLAGS if (v := getattr(args, k)) is not None and v is not False}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, clip_grad_norm=args.clip_grad_norm,
-                             seed=args.seed, checkpoint_every=args.checkpoint_every,
+                             seed=args.seed, checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
                              model_overrides=overrides).validate()
         if args.replicas == 1:
             print(json.dumps(train(config, args.out, progress=not args.no_progress, overwrite=args.overwrite,
@@ -251,7 +259,7 @@ def _run(args) -> int:
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
 
-        ev = evaluate_run(args.run_dir, args.batches)
+        ev = evaluate_run(args.run_dir, args.batches, step=args.step)
         print(json.dumps({k: v for k, v in ev.items() if not k.startswith("kl_per_step")}))
     elif args.command == "sample":
         from gtmm.evaluate import sample_run

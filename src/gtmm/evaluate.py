@@ -70,18 +70,24 @@ def _evaluate(model, task, batches: int, batch_size: int, generation: bool) -> t
     return result, first
 
 
-def evaluate_run(run_dir: str | Path, batches: int = 10, samples: int = 4) -> dict:
+def evaluate_run(run_dir: str | Path, batches: int = 10, samples: int = 4, step: int | None = None) -> dict:
     """Evaluate the newest checkpoint of a run; writes `evaluation.json` in the run directory and,
-    with `samples` > 0, `samples.png` from the first `samples` evaluation sequences."""
+    with `samples` > 0, `samples.png` from the first `samples` evaluation sequences.
+
+    With `step`, the checkpoint of that step (one kept by `TrainConfig.keep_every`, or one of the
+    last few) into `evaluation-step-N.json` and `samples-step-N.png`; `evaluation.json`, which
+    reports read as the run's result, is left alone.
+    """
     run_dir = Path(run_dir)
-    config, task, model, step = load_trained(run_dir)
+    suffix = "" if step is None else f"-step-{step}"
+    config, task, model, step = load_trained(run_dir, step)
     figures, first = _evaluate(model, task, batches, 10, generation=True)
     result = {"model": config.model, "task": config.task, "l": config.l, "k": config.k, "seed": config.seed,
               "step": step, **figures}
     if samples and first is not None:
         batch, recon, gen = first
-        _save_samples(run_dir / "samples.png", config, step, task, batch, recon, gen, samples)
-    write_json_atomic(run_dir / "evaluation.json", result)
+        _save_samples(run_dir / f"samples{suffix}.png", config, step, task, batch, recon, gen, samples)
+    write_json_atomic(run_dir / f"evaluation{suffix}.json", result)
     return result
 
 

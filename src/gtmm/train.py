@@ -75,6 +75,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
+    # Also keep, for good, every checkpoint whose step is a multiple of this (None: none), so that
+    # a run can be evaluated or forked at those steps after it has gone past them.
+    keep_every: int | None = None
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. hidden_size
 
     def __post_init__(self):
@@ -89,6 +92,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             check_positive(name.replace("_", " "), getattr(self, name))
         check_seed(self.seed)
+        if self.keep_every is not None:
+            check_positive("keep every", self.keep_every)
+            if self.keep_every % self.checkpoint_every:
+                raise GtmmError(f"keep every ({self.keep_every}) must be a multiple of checkpoint every"
+                                f" ({self.checkpoint_every}): checkpoints are written only at multiples of it")
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
         if self.clip_grad_norm is not None:
@@ -237,7 +245,8 @@ class DamagedCheckpoint(Exception):
 
 def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int,
                     config: TrainConfig | None = None, model_config: ModelConfig | None = None) -> Path:
-    """Write a checkpoint atomically, then drop all but the newest `keep`.
+    """Write a checkpoint atomically, then drop all but the newest `keep` and, with
+    `config.keep_every`, those whose step is a multiple of it.
 
     The file is `_MAGIC`, one line of JSON (the header), then the parameters and optimiser state
     as `eqx.tree_serialise_leaves` writes them. The header holds what a run needs beyond the
@@ -264,8 +273,10 @@ def save_checkpoint(run_dir: Path, step: int, model: GTMM, opt_state, keep: int,
     }
     path = run_dir / "checkpoints" / f"step_{step:08d}.eqx"
     write_bytes_atomic(path, _MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload)
-    for _, old in _checkpoint_paths(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
+    keep_every = config.keep_every if config is not None else None
+    for old_step, old in _checkpoint_paths(run_dir)[:-keep]:
+        if keep_every is None or old_step % keep_every:
+            old.unlink(missing_ok=True)
     return path
 
 
@@ -352,17 +363,29 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def load_trained(run_dir: Path) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
-    """Config, task, and the model of the newest checkpoint of a run."""
+def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
+    """Config, task, and the model of the newest checkpoint of a run, or of the one at `step`."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if step is not None:
+        paths = dict(_checkpoint_paths(run_dir))
+        if step not in paths:
+            kept = ", ".join(str(s) for s in paths) or "none"
+            raise GtmmError(f"{run_dir} has no checkpoint at step {step}; it has steps {kept} (train with --keep-every"
+                            " to keep checkpoints along the way)")
     task = make_task(config.task, l=config.l, k=config.k)
     model = build_model(config, read_model_config(run_dir))
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
-    loaded = load_checkpoint(run_dir, model, opt_state)
-    if loaded is None:
-        raise GtmmError(f"{run_dir} holds no checkpoint yet; train it first")
-    step, model, _ = loaded
+    if step is None:
+        loaded = load_checkpoint(run_dir, model, opt_state)
+        if loaded is None:
+            raise GtmmError(f"{run_dir} holds no checkpoint yet; train it first")
+        step, model, _ = loaded
+    else:
+        try:
+            _, model, _ = read_checkpoint(paths[step], model, opt_state)
+        except DamagedCheckpoint as e:
+            raise GtmmError(f"checkpoint {paths[step]} is damaged ({e}); choose another step") from None
     return config, task, model, step
 
 
@@ -592,6 +615,11 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
     config.validate()
     configs = [replace(config, seed=seed) for seed in seeds]
     resuming = [_check_run_dir(d, c, overwrite) for d, c in zip(run_dirs, configs)]  # before any data or model
+    if config.keep_every is None:  # a resume without --keep-every must not delete the steps kept so far
+        kept = {read_config(d).keep_every for d, resumed in zip(run_dirs, resuming) if resumed} - {None}
+        if kept:
+            config = replace(config, keep_every=min(kept)).validate()
+            configs = [replace(c, keep_every=config.keep_every) for c in configs]
     enable_compile_cache()
     parallel = data_parallel(devices)
     if parallel is not None:
