@@ -235,6 +235,15 @@ def _checkpoint_paths(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def _checkpoint_at(run_dir: Path, step: int, hint: str) -> Path:
+    """The checkpoint file of `run_dir` at `step`, or an error listing the steps it has."""
+    paths = dict(_checkpoint_paths(run_dir))
+    if step not in paths:
+        kept = ", ".join(str(s) for s in paths) or "none"
+        raise GtmmError(f"{run_dir} has no checkpoint at step {step}; it has steps {kept} ({hint})")
+    return paths[step]
+
+
 CHECKPOINT_FORMAT = 1  # bump when the layout changes; a checkpoint of another format is refused
 _MAGIC = b"GTMM-CHECKPOINT\n"
 
@@ -368,11 +377,7 @@ def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, A
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if step is not None:
-        paths = dict(_checkpoint_paths(run_dir))
-        if step not in paths:
-            kept = ", ".join(str(s) for s in paths) or "none"
-            raise GtmmError(f"{run_dir} has no checkpoint at step {step}; it has steps {kept} (train with --keep-every"
-                            " to keep checkpoints along the way)")
+        path = _checkpoint_at(run_dir, step, "train with --keep-every to keep checkpoints along the way")
     task = make_task(config.task, l=config.l, k=config.k)
     model = build_model(config, read_model_config(run_dir))
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
@@ -383,9 +388,9 @@ def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, A
         step, model, _ = loaded
     else:
         try:
-            _, model, _ = read_checkpoint(paths[step], model, opt_state)
+            _, model, _ = read_checkpoint(path, model, opt_state)
         except DamagedCheckpoint as e:
-            raise GtmmError(f"checkpoint {paths[step]} is damaged ({e}); choose another step") from None
+            raise GtmmError(f"checkpoint {path} is damaged ({e}); choose another step") from None
     return config, task, model, step
 
 
@@ -521,16 +526,13 @@ def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None
         raise GtmmError(f"{source} holds no checkpoint yet; train it first")
     if step is None:
         step = saved[-1][0]
-    paths = dict(saved)
-    if step not in paths:
-        raise GtmmError(f"{source} has no checkpoint at step {step}; it has steps {', '.join(str(s) for s in paths)}"
-                        " (choose one with --step)")
+    path = _checkpoint_at(source, step, "choose one with --step")
     model_config = read_model_config(source)
     like = build_model(config, model_config)
     try:  # the new optimiser's state must hold the same arrays (Adam's, with or without the clip)
-        _, model, opt_state = read_checkpoint(paths[step], like, make_optimizer(config).init(eqx.filter(like, eqx.is_array)))
+        _, model, opt_state = read_checkpoint(path, like, make_optimizer(config).init(eqx.filter(like, eqx.is_array)))
     except DamagedCheckpoint as e:
-        raise GtmmError(f"checkpoint {paths[step]} is damaged ({e}); fork from another --step") from None
+        raise GtmmError(f"checkpoint {path} is damaged ({e}); fork from another --step") from None
     meta = json.loads((source / "config.json").read_text())
     changed = {k: [getattr(old, k), getattr(config, k)] for k in FORKABLE if getattr(old, k) != getattr(config, k)}
     meta.update(train=asdict(config), learning_rate_used=config.lr,
