@@ -184,6 +184,7 @@ def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(tmp_path):
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     try:
+        # hang guards, not timings (the kill within 300 s, the end within 600 s more): a loaded 2-core machine is slow
         deadline = time.time() + 300
         while killed is None and proc.poll() is None and time.time() < deadline:
             for run in sorted(out.glob(f"*/*/*steps{LONG}/replica-*")):
@@ -194,7 +195,7 @@ def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(tmp_path):
                     killed = (run, max(steps))
                     break
             time.sleep(0.01)
-        stdout, stderr = proc.communicate(timeout=max(10, deadline - time.time()))
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # lets the driver shut its Ray cluster down
