@@ -2,6 +2,9 @@
 how a recall effect opens (or is wiped out by a gradient spike) between evaluations.
 
 Usage: python scripts/kl_windows.py RUN_DIR [RUN_DIR ...] [--every 250]
+
+The recall phase is taken to start at step `l` of the run's config, which is every task's
+`recall_start` (tests/test_tasks.py checks it), so no data set needs loading.
 """
 
 import argparse

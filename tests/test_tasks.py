@@ -174,6 +174,8 @@ def test_every_task_is_deterministic_in_seed_and_step(tasks, name):
     assert not np.array_equal(a.image_index, task.batch("eval", 3, 0, 5).image_index)
     assert a.frames.shape == (3, task.length, *task.frame_shape) and a.context.shape == (3, task.length, task.context_size)
     assert a.recall_start == task.recall_start
+    # scripts that read only a run's config (scripts/kl_windows.py) split the phases at l
+    assert task.recall_start == task.l
 
 
 @pytest.mark.parametrize("name,params,msg", [
