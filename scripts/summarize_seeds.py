@@ -1,7 +1,8 @@
 """Table of KL before and during recall for runs made by scripts/perfect_recall_seeds.sh or
-scripts/recall_evidence.sh (every evaluation.json under RUNS_DIR, at any depth).
+scripts/recall_evidence.sh: every evaluation.json under each RUNS_DIR (at any depth), and any
+evaluation file named directly (e.g. copies such as docs/results/.../dnc-seed-2-step-8000.json).
 
-Usage: python scripts/summarize_seeds.py RUNS_DIR > table.md
+Usage: python scripts/summarize_seeds.py RUNS_DIR_OR_EVALUATION_JSON [...] > table.md
 """
 
 import json
@@ -11,22 +12,30 @@ from pathlib import Path
 
 import numpy as np
 
-root = Path(sys.argv[1])
+if len(sys.argv) < 2:
+    sys.exit(__doc__.strip().splitlines()[-1])
+paths = []
+for arg in map(Path, sys.argv[1:]):
+    if not arg.exists():
+        sys.exit(f"summarize_seeds: {arg} does not exist; name a run directory or an evaluation .json file")
+    paths += sorted(arg.rglob("evaluation.json")) if arg.is_dir() else [arg]
 rows = defaultdict(list)
-print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall steps (mean) | last-step KL |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for ev_path in sorted(root.rglob("evaluation.json")):
+print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall steps (mean) | last-step KL"
+      " | generation accuracy |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for ev_path in paths:
     ev = json.loads(ev_path.read_text())
     rows[(ev["model"], ev["step"])].append(ev)
     print(f"| {ev['model']} | {ev['seed']} | {ev['step']} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.3f}"
-          f" | {ev['kl_recall']:.3f} | {ev['last_step_kl']:.3f} |")
+          f" | {ev['kl_recall']:.3f} | {ev['last_step_kl']:.3f} | {ev.get('generation_accuracy', float('nan')):.3f} |")
 print()
-print("| model | steps | runs | KL steps 1-l, mean +- s.e. | KL recall steps, mean +- s.e. |")
-print("| --- | --- | --- | --- | --- |")
-for (model, step), evs in rows.items():
-    def ms(key):
-        v = np.array([e[key] for e in evs])
+print("| model | steps | runs | negative bound | KL steps 1-l | KL recall steps | last-step KL | generation accuracy |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for (model, step), evs in sorted(rows.items()):
+    def ms(key, digits=3):
+        v = np.array([e.get(key, np.nan) for e in evs], dtype=float)
         if len(v) < 2:  # no standard error from one run
-            return f"{v.mean():.3f}"
-        return f"{v.mean():.3f} +- {v.std(ddof=1) / np.sqrt(len(v)):.3f}"
-    print(f"| {model} | {step} | {len(evs)} | {ms('kl_before_recall')} | {ms('kl_recall')} |")
+            return f"{v.mean():.{digits}f}"
+        return f"{v.mean():.{digits}f} +- {v.std(ddof=1) / np.sqrt(len(v)):.{digits}f}"
+    print(f"| {model} | {step} | {len(evs)} | {ms('negative_bound', 1)} | {ms('kl_before_recall')} | {ms('kl_recall')}"
+          f" | {ms('last_step_kl')} | {ms('generation_accuracy')} |")
