@@ -24,8 +24,12 @@ print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall
       " | generation accuracy |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for ev_path in paths:
-    ev = json.loads(ev_path.read_text())
-    rows[(ev["model"], ev["step"])].append(ev)
+    try:
+        ev = json.loads(ev_path.read_text())
+        rows[(ev["model"], ev["step"])].append(ev)
+    except (ValueError, KeyError, TypeError) as e:
+        sys.exit(f"summarize_seeds: {ev_path} is not a gtmm evaluation file ({type(e).__name__}: {e});"
+                 " name evaluation.json files or the run directories that hold them")
     print(f"| {ev['model']} | {ev['seed']} | {ev['step']} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.3f}"
           f" | {ev['kl_recall']:.3f} | {ev['last_step_kl']:.3f} | {ev.get('generation_accuracy', float('nan')):.3f} |")
 print()
