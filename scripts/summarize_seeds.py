@@ -19,17 +19,24 @@ for arg in map(Path, sys.argv[1:]):
     if not arg.exists():
         sys.exit(f"summarize_seeds: {arg} does not exist; name a run directory or an evaluation .json file")
     paths += sorted(arg.rglob("evaluation.json")) if arg.is_dir() else [arg]
+REQUIRED = ("model", "seed", "step", "negative_bound", "kl_before_recall", "kl_recall", "last_step_kl")
+evaluations = []
+for ev_path in paths:  # all read before anything is printed, so a bad file leaves no half table
+    try:
+        ev = json.loads(ev_path.read_text())
+        missing = [key for key in REQUIRED if key not in ev]
+    except (ValueError, TypeError) as e:
+        missing = [f"{type(e).__name__}: {e}"]
+    if missing:
+        sys.exit(f"summarize_seeds: {ev_path} is not a gtmm evaluation file (missing or unreadable: {missing});"
+                 " name evaluation.json files or the run directories that hold them")
+    evaluations.append(ev)
 rows = defaultdict(list)
 print("| model | seed | steps | negative bound | KL steps 1-l (mean) | KL recall steps (mean) | last-step KL"
       " | generation accuracy |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for ev_path in paths:
-    try:
-        ev = json.loads(ev_path.read_text())
-        rows[(ev["model"], ev["step"])].append(ev)
-    except (ValueError, KeyError, TypeError) as e:
-        sys.exit(f"summarize_seeds: {ev_path} is not a gtmm evaluation file ({type(e).__name__}: {e});"
-                 " name evaluation.json files or the run directories that hold them")
+for ev in evaluations:
+    rows[(ev["model"], ev["step"])].append(ev)
     print(f"| {ev['model']} | {ev['seed']} | {ev['step']} | {ev['negative_bound']:.1f} | {ev['kl_before_recall']:.3f}"
           f" | {ev['kl_recall']:.3f} | {ev['last_step_kl']:.3f} | {ev.get('generation_accuracy', float('nan')):.3f} |")
 print()
