@@ -10,7 +10,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+from gtmm.report import mean_se
 
 if len(sys.argv) < 2:
     sys.exit(__doc__.strip().splitlines()[-1])
@@ -43,10 +43,7 @@ print()
 print("| model | steps | runs | negative bound | KL steps 1-l | KL recall steps | last-step KL | generation accuracy |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for (model, step), evs in sorted(rows.items()):
-    def ms(key, digits=3):
-        v = np.array([e.get(key, np.nan) for e in evs], dtype=float)
-        if len(v) < 2:  # no standard error from one run
-            return f"{v.mean():.{digits}f}"
-        return f"{v.mean():.{digits}f} +- {v.std(ddof=1) / np.sqrt(len(v)):.{digits}f}"
+    def ms(key, digits=3):  # the report's formatter, so both print the same way
+        return mean_se([e.get(key) for e in evs], digits)
     print(f"| {model} | {step} | {len(evs)} | {ms('negative_bound', 1)} | {ms('kl_before_recall')} | {ms('kl_recall')}"
           f" | {ms('last_step_kl')} | {ms('generation_accuracy')} |")

@@ -77,7 +77,8 @@ def _settings(run: Path) -> tuple:
             *sorted(config.model_overrides.items()))
 
 
-def _mean_se(values: list[float | None], digits: int = 2) -> str:
+def mean_se(values: list[float | None], digits: int = 2) -> str:
+    """"mean ± standard error" over the values that are not None (one value alone, "n/a" for none)."""
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
         return "n/a"
@@ -147,14 +148,14 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
         for m in order:
             ev = [evals[r] for r in models[m]]
             steps = sorted({e["step"] for e in ev})
-            row = (f"| {m} | {len(ev)} | {', '.join(map(str, steps))} | {_mean_se([e['negative_bound'] for e in ev])}"
-                   f" | {_mean_se([e['kl_before_recall'] for e in ev])} | {_mean_se([e['kl_recall'] for e in ev])}"
-                   f" | {_mean_se([e['last_step_kl'] for e in ev])} |")
+            row = (f"| {m} | {len(ev)} | {', '.join(map(str, steps))} | {mean_se([e['negative_bound'] for e in ev])}"
+                   f" | {mean_se([e['kl_before_recall'] for e in ev])} | {mean_se([e['kl_recall'] for e in ev])}"
+                   f" | {mean_se([e['last_step_kl'] for e in ev])} |")
             if with_gen:
-                row += (f" {_mean_se([e.get('generation_accuracy') for e in ev])} |"
-                        f" {_mean_se([e.get('generation_chance') for e in ev])} |")
+                row += (f" {mean_se([e.get('generation_accuracy') for e in ev])} |"
+                        f" {mean_se([e.get('generation_chance') for e in ev])} |")
             if with_mse:
-                row += "".join(f" {_mean_se([e.get(key) for e in ev], digits=4)} |" for key in
+                row += "".join(f" {mean_se([e.get(key) for e in ev], digits=4)} |" for key in
                                ("generation_mse", "generation_mse_copy", "generation_mse_mean_frame"))
             lines.append(row)
         figure = plot_three_metrics([r for m in order for r in models[m]], out / f"{name}-metrics.png",
