@@ -227,6 +227,20 @@ def test_link_and_precedence_match_reference():
         _close(ours, ref_directional_read_weights(link, rw, forward))
 
 
+def test_link_hand_written_gradient_equals_autodiff():
+    """`updated_link`'s custom backward pass against autodiff of the same formula, batched and jitted."""
+    rng = np.random.default_rng(13)
+    link, prec, ww = _weights(rng, B, WH, N, N), _weights(rng, B, WH, N), _weights(rng, B, WH, N)
+    cotangent = _rand(rng, B, WH, N, N)
+    def pullback(fn):
+        return jax.jit(jax.vmap(lambda lk, p, w, c: jax.vjp(fn, lk, p, w)[1](c)))(link, prec, ww, cotangent)
+
+    ours, auto = pullback(dnc.updated_link), pullback(dnc._link_formula)
+    for o, a in zip(ours, auto):
+        assert np.abs(np.asarray(a)).max() > 0.1  # a vanishing gradient would pass trivially
+        np.testing.assert_allclose(np.asarray(o), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
 def test_erase_and_write_matches_reference():
     rng = np.random.default_rng(4)
     memory, ww = _rand(rng, B, N, W), _weights(rng, B, WH, N)

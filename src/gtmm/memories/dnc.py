@@ -140,14 +140,48 @@ def write_weights(write_content_weights: Float[Array, "writes slots"], allocatio
 
 # ---------------------------------------------------------------- temporal links (`TemporalLinkage`)
 
-def updated_link(prev_link: Float[Array, "writes slots slots"], prev_precedence_weights: Float[Array, "writes slots"],
-                 write_weights: Float[Array, "writes slots"]) -> Float[Array, "writes slots slots"]:
-    """L_t[i, j] = (1 - w_t[i] - w_t[j]) L_{t-1}[i, j] + w_t[i] p_{t-1}[j],  L_t[i, i] = 0
-    (reference `TemporalLinkage._link`)."""
+def _link_formula(prev_link: Float[Array, "writes slots slots"], prev_precedence_weights: Float[Array, "writes slots"],
+                  write_weights: Float[Array, "writes slots"]) -> Float[Array, "writes slots slots"]:
     w_i = write_weights[:, :, None]
     w_j = write_weights[:, None, :]
     link = (1 - w_i - w_j) * prev_link + w_i * prev_precedence_weights[:, None, :]
     return link * (1 - jnp.eye(link.shape[-1], dtype=link.dtype))
+
+
+@jax.custom_vjp
+def updated_link(prev_link: Float[Array, "writes slots slots"], prev_precedence_weights: Float[Array, "writes slots"],
+                 write_weights: Float[Array, "writes slots"]) -> Float[Array, "writes slots slots"]:
+    """L_t[i, j] = (1 - w_t[i] - w_t[j]) L_{t-1}[i, j] + w_t[i] p_{t-1}[j],  L_t[i, i] = 0
+    (reference `TemporalLinkage._link`).
+
+    The gradient is written by hand (`_updated_link_bwd`): autodiff keeps several N x N
+    intermediates per step for the backward pass of the scan, this keeps only L_{t-1} (which
+    the scan holds anyway) and recomputes the rest, 30% off the DNC core's training step at 125
+    slots (docs/results/speed.md). `tests/test_addressing.py` checks it against autodiff.
+    """
+    return _link_formula(prev_link, prev_precedence_weights, write_weights)
+
+
+def _updated_link_fwd(prev_link, prev_precedence_weights, write_weights):
+    return (_link_formula(prev_link, prev_precedence_weights, write_weights),
+            (prev_link, prev_precedence_weights, write_weights))
+
+
+def _updated_link_bwd(residuals, g):
+    """With G the cotangent of L_t off the diagonal:
+    dL_{t-1} = G (1 - w_i - w_j),  dw[k] = sum_j G[k, j] (p[j] - L[k, j]) - sum_i G[i, k] L[i, k],
+    dp[j] = sum_i G[i, j] w[i]."""
+    prev_link, prev_precedence_weights, write_weights = residuals
+    g = g * (1 - jnp.eye(g.shape[-1], dtype=g.dtype))
+    w_i = write_weights[:, :, None]
+    w_j = write_weights[:, None, :]
+    g_link = g * prev_link
+    d_write = (jnp.einsum("wij,wj->wi", g, prev_precedence_weights) - g_link.sum(-1) - g_link.sum(-2))
+    d_precedence = jnp.einsum("wij,wi->wj", g, write_weights)
+    return g * (1 - w_i - w_j), d_precedence, d_write
+
+
+updated_link.defvjp(_updated_link_fwd, _updated_link_bwd)
 
 
 def updated_precedence(prev_precedence_weights: Float[Array, "writes slots"],
