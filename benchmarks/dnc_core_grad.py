@@ -27,6 +27,22 @@ from gtmm.init import host_init
 from gtmm.memories.base import ControllerInput
 
 
+def make_core(slots: int, hidden: int = 256, heads: int = 5, word: int = 32, inputs: int = 32) -> dnc.DNCMemory:
+    """The DNC memory system alone, latent inputs of size `inputs`, no task context."""
+    return host_init(lambda k: dnc.DNCMemory(latent_size=inputs, task_context_size=0, hidden_size=hidden,
+                                             slots=slots, read_heads=heads, word_size=word, key=k), 0)
+
+
+def core_loss(core: dnc.DNCMemory, x: jax.Array) -> jax.Array:
+    """Sum of squares of the memory's outputs over a batch of input sequences [B, T, inputs]."""
+    def one(seq):
+        def step(state, x_t):
+            psi, state = core(ControllerInput(x_t, jnp.zeros(0), jnp.zeros(0)), state)
+            return state, psi
+        return jax.lax.scan(step, core.initial_state(), seq)[1]
+    return jnp.sum(jax.vmap(one)(x) ** 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slots", type=int, default=125)
@@ -39,20 +55,11 @@ def main() -> None:
         dnc.directional_read_weights = lambda link, w, forward: jnp.zeros((w.shape[0],) + link.shape[:2]) + 0 * w[:, None]
 
     B, T, inputs = 10, 25, 32
-    core = host_init(lambda k: dnc.DNCMemory(latent_size=inputs, task_context_size=0, hidden_size=256,
-                                             slots=args.slots, read_heads=5, word_size=32, key=k), 0)
-
-    def loss(core, x):
-        def one(seq):
-            def step(state, x_t):
-                psi, state = core(ControllerInput(x_t, jnp.zeros(0), jnp.zeros(0)), state)
-                return state, psi
-            return jax.lax.scan(step, core.initial_state(), seq)[1]
-        return jnp.sum(jax.vmap(one)(x) ** 2)
+    core = make_core(args.slots, inputs=inputs)
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((B, T, inputs)).astype(np.float32))
     record = {"slots": args.slots, "variant": args.variant, "device": str(jax.devices()[0])}
-    for name, fn in (("forward", eqx.filter_jit(loss)), ("gradient", eqx.filter_jit(eqx.filter_grad(loss)))):
+    for name, fn in (("forward", eqx.filter_jit(core_loss)), ("gradient", eqx.filter_jit(eqx.filter_grad(core_loss)))):
         jax.block_until_ready(fn(core, x))  # compile
         times = []
         for _ in range(args.repeats):

@@ -36,8 +36,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gtmm.memories.base import ControllerInput
-from gtmm.memories.dnc import DNCMemory
 from gtmm.model import ModelConfig, count_parameters, init_model
 from gtmm.train import TrainConfig, make_optimizer, make_train_step
 
@@ -261,19 +259,10 @@ def bench_dnc(slots: int, B: int, T: int, steps: int, hidden: int = 256, heads: 
         (out ** 2).sum().backward()
         opt.step()
 
-    from gtmm.init import host_init
+    from dnc_core_grad import core_loss as loss, make_core  # benchmarks/, beside this script
 
-    core = host_init(lambda k: DNCMemory(latent_size=inputs, task_context_size=0, hidden_size=hidden, slots=slots,
-                                         read_heads=heads, word_size=word, key=k), 0)
+    core = make_core(slots, hidden, heads, word, inputs)
     optimizer = make_optimizer(TrainConfig(model="dnc"))
-
-    def loss(core, x):
-        def one(seq):
-            def step(state, x_t):
-                psi, state = core(ControllerInput(x_t, jnp.zeros(0), jnp.zeros(0)), state)
-                return state, psi
-            return jax.lax.scan(step, core.initial_state(), seq)[1]
-        return jnp.sum(jax.vmap(one)(x) ** 2)
 
     @eqx.filter_jit
     def jax_step(core, opt_state, x):
