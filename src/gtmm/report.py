@@ -78,7 +78,7 @@ def _settings(run: Path) -> tuple:
 
 
 def mean_se(values: list[float | None], digits: int = 2) -> str:
-    """"mean ± standard error" over the values that are not None (one value alone, "n/a" for none)."""
+    """Mean ± standard error of the values that are not None, as text (one value alone; "n/a" for none)."""
     v = np.array([x for x in values if x is not None], float)
     if v.size == 0:
         return "n/a"

@@ -156,7 +156,7 @@ def updated_link(prev_link: Float[Array, "writes slots slots"], prev_precedence_
 
     The gradient is written by hand (`_updated_link_bwd`): autodiff keeps several N x N
     intermediates per step for the backward pass of the scan, this keeps only L_{t-1} (which
-    the scan holds anyway) and recomputes the rest, 30% off the DNC core's training step at 125
+    the scan holds anyway) and recomputes the rest: about 25% off the DNC core's gradient at 125
     slots (docs/results/speed.md). `tests/test_addressing.py` checks it against autodiff.
     """
     return _link_formula(prev_link, prev_precedence_weights, write_weights)
