@@ -37,6 +37,7 @@ from gtmm import model as gtmm_model
 from gtmm.memories import introspective
 from gtmm.memories.base import split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
+from gtmm.train import tree_norm
 
 
 def gradient_parts(grads, memory) -> dict:
@@ -47,7 +48,7 @@ def gradient_parts(grads, memory) -> dict:
         parts["interface weight"] = grads.memory.interface.weight
         pieces = split_interface(grads.memory.interface.bias, memory._interface_shapes())
         parts.update({f"interface bias {name}": v for name, v in pieces.items()})
-    return {name: optax.global_norm(v) for name, v in parts.items()}
+    return {name: tree_norm(v) for name, v in parts.items()}
 
 
 def main() -> None:
@@ -110,7 +111,7 @@ def main() -> None:
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, x, context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return (eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0),
-                optax.global_norm(grads), gradient_parts(grads, model.memory) if a.spikes else {})
+                tree_norm(grads), gradient_parts(grads, model.memory) if a.spikes else {})
 
     rng = np.random.default_rng(a.seed)
     table = rng.integers(0, 2, (patterns, bits)).astype(np.float32)

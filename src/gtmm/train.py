@@ -191,13 +191,19 @@ def make_train_step(optimizer: optax.GradientTransformation):
         (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, frames, task_context, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         model = eqx.apply_updates(model, updates)
-        # Finite exactly when every gradient is (barring an overflow of the sum, itself a fault).
-        leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
-        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in leaves))
         return (model, opt_state, loss, jnp.mean(terms.kl, axis=0), jnp.mean(terms.log_likelihood, axis=0),
-                grad_norm)
+                tree_norm(grads))
 
     return train_step
+
+
+def tree_norm(tree) -> jax.Array:
+    """The global L2 norm of every array in `tree`: what metrics.jsonl logs as `grad_norm`.
+
+    Finite exactly when every entry is (barring an overflow of the sum, itself a fault).
+    """
+    leaves = jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in leaves))
 
 
 def compile_then_release(step_fn, *args) -> None:

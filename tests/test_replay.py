@@ -1,0 +1,42 @@
+"""scripts/replay_steps.py: retraining a stretch of a run from a checkpoint gives the run's own steps."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gtmm.memories.base import InterfaceMemory
+from gtmm.train import TrainConfig, train
+
+_path = Path(__file__).resolve().parents[1] / "scripts" / "replay_steps.py"
+sys.path.insert(0, str(_path.parent))  # the script imports recall_diagnostic beside it
+_spec = importlib.util.spec_from_file_location("replay_steps", _path)
+replay_steps = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(replay_steps)
+
+
+def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recall_task):
+    run = tmp_path / "run"
+    config = TrainConfig(model="ntm", l=recall_task.l, k=recall_task.k, steps=4, batch_size=2, checkpoint_every=2,
+                         model_overrides={"hidden_size": 16, "map_hidden": 16})
+    train(config, run, progress=False, task=recall_task)
+    original = InterfaceMemory._interface
+    records = list(replay_steps.replay(run, run / "checkpoints" / "step_00000002.eqx", 4, task=recall_task))
+    assert InterfaceMemory._interface is original  # the watch is undone
+    assert [r["step"] for r in records] == [3, 4]
+    # the same batches, keys and parameters as the run: the same gradients
+    np.testing.assert_allclose([r["grad_norm"] for r in records], [r["logged"] for r in records], rtol=1e-5)
+    for r in records:
+        assert r["interface"]["1+softplus read_gamma"] >= 1.0  # gamma = 1 + softplus >= 1 (eq. 9)
+        assert r["interface"]["softplus write_strengths"] >= 0.0
+        assert "interface bias read_gamma" in r["parts"] and r["parts"]["controller lstm"] > 0
+
+
+def test_replay_refuses_a_checkpoint_not_before_the_end(tmp_path, recall_task):
+    import pytest
+
+    from gtmm.errors import GtmmError
+
+    with pytest.raises(GtmmError, match="not after the checkpoint"):
+        next(replay_steps.replay(tmp_path, tmp_path / "step_00000004.eqx", 4, task=recall_task))
