@@ -12,7 +12,7 @@ sharpening gamma = 1 + softplus, as the memory uses them, then the largest other
 
 Checkpoints: a run keeps only its last few (`keep_checkpoints`), so a spike found after the
 fact is replayed from a copy; `--checkpoint` takes any checkpoint file of the run (a hard link
-made while the run trained is enough).
+made while the run trained is enough; the step is read from the checkpoint's header, not its name).
 
 Usage: python scripts/replay_steps.py RUN_DIR --checkpoint PATH --to STEP [--every 1] [--top 4]
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -75,21 +74,21 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     """Retrain `run`'s steps from `checkpoint` to `to`, yielding one record per step: its number,
     gradient norm, the norm the run logged, the KL over the first l and the recall steps, the
     gradient norm per part, and (content-addressed memories) the interface maxima of the step."""
-    found = re.fullmatch(r"step_(\d+)\.eqx", checkpoint.name)
-    if found is None:
-        raise GtmmError(f"{checkpoint} is not named step_NNNNNNNN.eqx; pass one of the run's checkpoint files")
-    start = int(found.group(1))
-    if to <= start:
-        raise GtmmError(f"--to {to} is not after the checkpoint's step {start}")
     config = read_config(run)
     task = task or make_task(config.task, l=config.l, k=config.k)
     model = build_model(config, read_model_config(run))
     optimizer = make_optimizer(config)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
     try:
-        _, model, opt_state = read_checkpoint(checkpoint, model, opt_state)
+        header, model, opt_state = read_checkpoint(checkpoint, model, opt_state)
     except DamagedCheckpoint as e:
         raise GtmmError(f"checkpoint {checkpoint} does not load into {run}'s model ({e})") from None
+    if header is None:
+        raise GtmmError(f"checkpoint {checkpoint} predates checkpoint headers, so its step is unknown; "
+                        "replay from a checkpoint this gtmm wrote")
+    start = header["step"]  # the checkpoint's own record, whatever the copy is named
+    if to <= start:
+        raise GtmmError(f"--to {to} is not after the checkpoint's step {start}")
     logged = {r["step"]: r["grad_norm"] for r in read_metrics(run)}
     watching = isinstance(model.memory, InterfaceMemory)
 
@@ -101,27 +100,23 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
                 tree_norm(grads), gradient_parts(grads, model.memory))
 
     with _watching_interface() if watching else contextlib.nullcontext():
-        yield from _replayed(step, model, opt_state, task, config, logged, start, to, watching)
-
-
-def _replayed(step, model, opt_state, task, config, logged, start, to, watching):
-    for s in range(start, to):
-        # The metrics line of step s + 1 records the update computed from batch `s` (train.py).
-        batch = task.batch("train", config.batch_size, config.seed, s)
-        _seen.clear()
-        model, opt_state, kl, norm, parts = step(model, opt_state, jnp.asarray(batch.frames),
-                                                 jnp.asarray(batch.context), step_key(config.seed, s))
-        jax.effects_barrier()
-        kl = np.asarray(kl)
-        yield {"step": s + 1, "grad_norm": float(norm), "logged": logged.get(s + 1),
-               "kl_first": float(kl[:config.l].mean()), "kl_recall": float(kl[config.l:].mean()),
-               "parts": {k: float(v) for k, v in parts.items()}, "interface": dict(_seen) if watching else {}}
+        for s in range(start, to):
+            # The metrics line of step s + 1 records the update computed from batch `s` (train.py).
+            batch = task.batch("train", config.batch_size, config.seed, s)
+            _seen.clear()
+            model, opt_state, kl, norm, parts = step(model, opt_state, jnp.asarray(batch.frames),
+                                                     jnp.asarray(batch.context), step_key(config.seed, s))
+            jax.effects_barrier()
+            kl = np.asarray(kl)
+            yield {"step": s + 1, "grad_norm": float(norm), "logged": logged.get(s + 1),
+                   "kl_first": float(kl[:config.l].mean()), "kl_recall": float(kl[config.l:].mean()),
+                   "parts": {k: float(v) for k, v in parts.items()}, "interface": dict(_seen) if watching else {}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
-    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint file of this run (step_NNNNNNNN.eqx)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint file of this run (or a copy of one)")
     p.add_argument("--to", type=int, required=True, help="last step to replay")
     p.add_argument("--every", type=int, default=1, help="print every Nth step (and every step over 3x the median)")
     p.add_argument("--top", type=int, default=4, help="how many parts of the gradient to name")

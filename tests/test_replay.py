@@ -5,7 +5,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from gtmm.errors import GtmmError
 from gtmm.memories.base import InterfaceMemory
 from gtmm.train import TrainConfig, train
 
@@ -31,12 +33,9 @@ def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recal
         assert r["interface"]["1+softplus read_gamma"] >= 1.0  # gamma = 1 + softplus >= 1 (eq. 9)
         assert r["interface"]["softplus write_strengths"] >= 0.0
         assert "interface bias read_gamma" in r["parts"] and r["parts"]["controller lstm"] > 0
-
-
-def test_replay_refuses_a_checkpoint_not_before_the_end(tmp_path, recall_task):
-    import pytest
-
-    from gtmm.errors import GtmmError
-
-    with pytest.raises(GtmmError, match="not after the checkpoint"):
-        next(replay_steps.replay(tmp_path, tmp_path / "step_00000004.eqx", 4, task=recall_task))
+    # the step comes from the checkpoint's header: a renamed copy replays the same steps
+    copy = tmp_path / "kept.eqx"
+    copy.write_bytes((run / "checkpoints" / "step_00000002.eqx").read_bytes())
+    assert [r["step"] for r in replay_steps.replay(run, copy, 4, task=recall_task)] == [3, 4]
+    with pytest.raises(GtmmError, match="not after the checkpoint"):  # nothing to replay after step 4
+        next(replay_steps.replay(run, run / "checkpoints" / "step_00000004.eqx", 4, task=recall_task))
