@@ -9,8 +9,8 @@
 # SEEDS="0 1" trains those seeds one at a time instead (each alone, into OUT/MODEL/replica-S,
 # evaluated as soon as it finishes): the same numbers as replicas trained together (replica r
 # has seed r), in pieces short enough to finish within a working session. Two seeds started as
-# two processes at once (SEEDS=0 ... & SEEDS=1 ...) give 1.19x the throughput of one
-# (docs/results/scaling.md).
+# two processes at once (SEEDS=0 ... & SEEDS=1 ...) gave 1.19x the throughput of one for the
+# introspective model but 1.00x for the LRU (docs/results/scaling.md): measure first.
 #
 # STEPS may list stages, "4000 6000": each run trains to the first, is evaluated, resumes to the
 # next, and so on; every stage's evaluation.json and samples.png are kept in the run directory as
