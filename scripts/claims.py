@@ -1,9 +1,10 @@
 """The paper's qualitative claims, checked against evaluated runs (issue 9).
 
-Usage: python scripts/claims.py DIR [DIR ...] > claims.md
+Usage: python scripts/claims.py DIR_OR_FILE [DIR_OR_FILE ...] > claims.md
 
 Each DIR holds evaluation.json files at any depth (a `gtmm reproduce` output, or a folder of
-copied evaluation files); runs are grouped by task, l and k. Every claim is judged twice: by the
+copied evaluation files); a FILE is one evaluation file, so runs of different budgets can be
+picked by name. Runs are grouped by task, l and k. Every claim is judged twice: by the
 recall-phase KL itself (nats per step), and by its change from the KL before recall (recall KL
 minus pre-recall KL, per run; negative when the model predicts the recalled frames better than
 fresh ones). The paper's figures read the second: a model that uses little KL everywhere has a
@@ -12,7 +13,8 @@ exceeds A's by more than twice the standard error of the difference (the replica
 errors combined), is contradicted when A's mean exceeds B's by that much, and is undecided
 otherwise. A claim is *reproduced* when every pair it
 names holds, *contradicted* when any pair goes the other way, and otherwise *not reproduced at
-this scale*.
+this scale*. A model with a single run has no standard error, so its pairs stay undecided and
+the verdict says so.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ CLAIMS = {
 def load(dirs: list[str]) -> dict[tuple, dict[str, list[dict]]]:
     runs: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for d in dirs:
-        for path in sorted(Path(d).rglob("*.json")):
+        for path in [Path(d)] if Path(d).is_file() else sorted(Path(d).rglob("*.json")):
             ev = json.loads(path.read_text())
             if "kl_recall" in ev:
                 ev["recall_change"] = ev["kl_recall"] - ev["kl_before_recall"]
@@ -93,10 +95,13 @@ def verdict(models: dict[str, list[dict]], pairs, key: str) -> str:
     outcomes = [compare(models, a, b, key) for a, b in pairs]
     if all(o == 1 for o in outcomes):
         return "reproduced"
+    single = sorted({m for pair in pairs for m in pair if len(models[m]) < 2})
+    note = f"; {', '.join(single)}: 1 run, no error bar" if single else ""
     if any(o == -1 for o in outcomes):
         wrong = [f"{a} > {b}" for (a, b), o in zip(pairs, outcomes) if o == -1]
-        return f"contradicted ({', '.join(wrong)})"
-    return "not reproduced at this scale (differences within error bars)"
+        return f"contradicted ({', '.join(wrong)}{note})"
+    undecided = [f"{a} < {b}" for (a, b), o in zip(pairs, outcomes) if o == 0]
+    return f"not reproduced at this scale (within error bars: {', '.join(undecided)}{note})"
 
 
 def main(dirs: list[str]) -> None:
@@ -129,5 +134,5 @@ def main(dirs: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: python scripts/claims.py DIR [DIR ...] > claims.md")
+        sys.exit("usage: python scripts/claims.py DIR_OR_FILE [DIR_OR_FILE ...] > claims.md")
     main(sys.argv[1:])
