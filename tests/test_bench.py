@@ -21,8 +21,10 @@ def test_bench_sets_the_step_against_the_matrix_product_ceiling():
     record = bench(_tiny(), steps=1)
     assert record["step_s"] > 0 and record["first_step_s"] > 0 and record["peak_rss_mb"] > 0
     assert record["matmul_ceiling_gflop_per_s"] > 0
-    assert record["fraction_of_ceiling"] == pytest.approx(
-        record["gflop_per_s"] / record["matmul_ceiling_gflop_per_s"], abs=2e-3)
+    # Each figure is rounded as printed (fraction to 0.001, GFLOP/s to 0.1), so they agree up to
+    # those roundings; on a slow or loaded machine the ceiling is small and the 0.1 dominates.
+    g, c = record["gflop_per_s"], record["matmul_ceiling_gflop_per_s"]
+    assert record["fraction_of_ceiling"] == pytest.approx(g / c, abs=5e-4 + 0.05 / c + g * 0.05 / c**2 + 1e-9)
     assert record["first_step_warm_cache_s"] is None
 
 
