@@ -35,6 +35,12 @@ convolution of the encoder and decoder is a matrix product: XLA's CPU convolutio
 gradients run 4-40x slower there than at the top level, matrix products do not
 (jax-ml/jax#12868; `benchmarks/conv_in_loop.py`, docs/results/long-sequences.md).
 
+Strided convolutions: XLA computes their forward and weight gradient, but their input gradient
+(a convolution of the zero-dilated output gradient, 8-10x the forward on XLA's CPU backend) is
+written by hand (`conv_strided`, `strided_input_grad`). The same phase decomposition computes a
+transposed convolution as matrix products (`conv_transpose`), used for the one 3D decoder layer
+whose XLA gradient was slow (3.8 s of a 4.1 s step).
+
 Upsampling in the decoder: a 3x3 convolution to 4x the channels followed by depth-to-space
 (sub-pixel convolution) instead of a stride-2 transposed convolution. It has the same receptive
 field and output shape; on XLA's CPU backend the transposed convolution's weight gradient was
@@ -190,6 +196,92 @@ def conv_xla(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "h
     return out if conv.bias is None else out + conv.bias.reshape(-1)
 
 
+def conv_strided(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array, "ho wo cout"]:
+    """`conv` (any stride) on a channels-last frame: XLA's convolution forward and weight
+    gradient, a hand-written input gradient. XLA's CPU input gradient of a strided convolution
+    (a convolution of the zero-dilated output gradient) ran 8-10x slower than the forward
+    (docs/results/speed.md); `strided_input_grad` is one stride-1 product into the stride^2
+    phases, then depth-to-space.
+
+    The two gradients take separate routes so that neither needs a custom VJP over the weight:
+    under the model's vmap over frames such a VJP would build one weight gradient per frame and
+    sum them (300 copies of 0.5 M entries at the 3D encoder's second layer), where autodiff of
+    the batched convolution sums over frames inside one contraction.
+    """
+    _check_square(conv)
+    lo, hi = conv.padding[0]
+    if conv.padding[1] != (lo, hi) or conv.stride[1] != conv.stride[0]:
+        raise ValueError("strided convolution needs the same stride and padding on both axes")
+    s = conv.stride[0]
+    out = jax.lax.conv_general_dilated(jax.lax.stop_gradient(x)[None], conv.weight, (s, s), ((lo, hi), (lo, hi)),
+                                       dimension_numbers=("NHWC", "OIHW", "NHWC"))[0]
+    out = _with_input_gradient(out, jax.lax.stop_gradient(conv.weight), x, s, lo, x.shape)
+    return out if conv.bias is None else out + conv.bias.reshape(-1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _with_input_gradient(out: Float[Array, "ho wo cout"], weight: Float[Array, "cout cin k k"],
+                         x: Float[Array, "h w cin"], stride: int, lo: int,
+                         x_shape: tuple[int, ...]) -> Float[Array, "ho wo cout"]:
+    """`out` (a strided convolution of `x`, computed with x's gradient stopped), passed through
+    unchanged; in the backward pass its cotangent also gives x's gradient (`conv_strided`)."""
+    return out
+
+
+def _with_input_gradient_fwd(out, weight, x, stride, lo, x_shape):
+    return out, weight
+
+
+def _with_input_gradient_bwd(stride, lo, x_shape, weight, g):
+    # Shapes travel as static arguments: residuals are batched like arrays under vmap.
+    return g, jnp.zeros_like(weight), strided_input_grad(weight, g, stride, lo, *x_shape[:2])
+
+
+_with_input_gradient.defvjp(_with_input_gradient_fwd, _with_input_gradient_bwd)
+
+
+def strided_input_grad(weight: Float[Array, "cout cin k k"], g: Float[Array, "ho wo cout"], stride: int,
+                       lo: int, h: int, w: int) -> Float[Array, "h w cin"]:
+    """d(loss)/dx of a strided convolution from its output gradient `g`.
+
+    With p = s*u + r and kernel row i = s*m + r, dx_padded[s*u + r] = sum_m g[u - m] W[s*m + r]:
+    for each of the s*s phases (r, t) a stride-1 full convolution of `g` with the sub-kernel
+    W[s*m + r, s*n + t] (M = ceil(k / s) taps a side, zero past k). All phases come from one
+    im2col product with the phases as output channels, then depth-to-space interleaves them.
+    """
+    cout, cin, k, _ = weight.shape
+    s = stride
+    M = -(-k // s)
+    wp = jnp.pad(weight, ((0, 0), (0, 0), (0, s * M - k), (0, s * M - k)))
+    wp = wp.reshape(cout, cin, M, s, M, s)[:, :, ::-1, :, ::-1, :]  # [o, c, m', r, n', t], m' = M-1-m
+    kernel = wp.transpose(2, 4, 0, 1, 3, 5).reshape(M * M * cout, cin * s * s)
+    taps = im2col(g, M, 1, M - 1, M - 1)  # [U, V, M*M, cout], U = ho + M - 1
+    U, V = taps.shape[:2]
+    phases = (taps.reshape(U * V, M * M * cout) @ kernel).reshape(U, V, cin * s * s)
+    full = depth_to_space(phases, s)  # [s*U, s*V, cin]: the padded input's gradient
+    need_h, need_w = max(0, lo + h - s * U), max(0, lo + w - s * V)
+    full = jnp.pad(full, ((0, need_h), (0, need_w), (0, 0)))
+    return full[lo:lo + h, lo:lo + w]
+
+
+def conv_transpose(conv: eqx.nn.ConvTranspose2d, x: Float[Array, "h w cin"]) -> Float[Array, "ho wo cout"]:
+    """Equinox's `ConvTranspose2d` on a channels-last frame, computed as the exact transpose of a
+    strided convolution by `strided_input_grad` (matrix products; its gradients by autodiff).
+    XLA's CPU gradient of the transposed convolution (an lhs-dilated convolution) ran 100x
+    slower than its forward at the 3D decoder's 256 -> 128, 4 -> 10 layer (speed.md)."""
+    k = conv.kernel_size[0]
+    if (conv.kernel_size != (k, k) or conv.dilation != (1, 1) or conv.groups != 1 or any(conv.output_padding)
+            or conv.padding_mode != "ZEROS" or conv.stride[0] != conv.stride[1] or conv.padding[0] != conv.padding[1]):
+        raise ValueError("conv_transpose needs a square, undilated, ungrouped kernel, zero padding and no output padding")
+    lo, hi = conv.padding[0]
+    s = conv.stride[0]
+    h, w = ((n - 1) * s - lo - hi + k for n in x.shape[:2])
+    # The forward convolution this layer transposes (Equinox's ConvTranspose docstring).
+    forward_weight = jnp.flip(conv.weight, axis=(2, 3)).swapaxes(0, 1)
+    out = strided_input_grad(forward_weight, x, s, lo, h, w)
+    return out if conv.bias is None else out + conv.bias.reshape(-1)
+
+
 class InceptionBlock(eqx.Module):
     """Four parallel same-padded convolutions (1x1, 3x3, 5x5, 7x7), concatenated (Fig. 18).
 
@@ -296,7 +388,9 @@ class Encoder(eqx.Module):
         """`in_loop`: matrix-product convolutions throughout, for a loop body (`conv_any`)."""
         x = _to_hwc(2.0 * frame - 1.0)
         x = jax.nn.relu(group_norm(self.norm1, self.block1(x)))
-        x = jax.nn.relu(group_norm(self.norm1b, conv_any(self.down1, x, in_loop)))
+        # down1's backward was the encoder's slowest XLA gradient: `conv_strided` (speed.md)
+        down1 = conv_input_side(self.down1, x) if in_loop else conv_strided(self.down1, x)
+        x = jax.nn.relu(group_norm(self.norm1b, down1))
         x = jax.nn.relu(group_norm(self.norm2, self.block2(x, in_loop=in_loop)))
         x = conv_any(self.down2, x, in_loop)  # no normalisation or ReLU after the last convolution (appendix B.1)
         return self.linear(_to_chw(x).reshape(-1))
@@ -420,11 +514,19 @@ class TwoPathwayDecoder(eqx.Module):
         for convs, x in ((self.global_convs, features[:GLOBAL_FEATURES].reshape(GLOBAL_FEATURES, 1, 1)),
                          (self.local_convs, features[GLOBAL_FEATURES:].reshape(8, 8, 8))):
             for i, conv in enumerate(convs):
-                x = conv(x)
+                x = _to_chw(conv_transpose(conv, _to_hwc(x))) if _slow_in_xla(conv) else conv(x)
                 if i + 1 < len(convs):
                     x = jax.nn.relu(x)
             out = out + x
         return out
+
+
+def _slow_in_xla(conv: eqx.nn.ConvTranspose2d) -> bool:
+    """Whether XLA's CPU gradient of this transposed convolution is the slow one: strided, with
+    many channels in and out. Over the 300 frames of a 3D batch the 256 -> 128, 4x4 stride-2
+    layer's gradient took 3.8 s in XLA against 0.14 s by `conv_transpose`; the decoder's other
+    layers were faster in XLA (benchmarks/layer_profile_3d.py, docs/results/speed.md)."""
+    return conv.stride[0] > 1 and min(conv.in_channels, conv.out_channels) >= 64
 
 
 # Network families by name (ModelConfig.network): encoder, decoder, and the frames they take.

@@ -1,0 +1,81 @@
+"""Before/after: one Adam training step with the encoder's strided convolutions computed by XLA
+(forward and autodiff backward) or by `gtmm.networks.conv_strided` (XLA's forward, the
+hand-written backward), side by side in one process, alternating rounds, medians.
+
+    PYTHONPATH=src python benchmarks/strided_conv_ab.py --model vrnn --rounds 5
+
+Variants: `xla` (both strided convolutions by XLA), `down1` (the first by `conv_strided`: the
+library's default), `both` (both by `conv_strided`). Same parameters and batch in every variant;
+prints one JSON object with every round's times, so a loaded machine shows in the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+import gtmm.networks as networks
+from _ab import fresh_train_step
+from gtmm.model import ModelConfig, init_model
+from gtmm.train import TrainConfig, make_optimizer
+
+_conv_strided, _conv_any = networks.conv_strided, networks.conv_any
+
+
+def _use(variant: str) -> None:
+    # The encoder looks both names up in the module when it is traced.
+    networks.conv_strided = networks.conv_xla if variant == "xla" else _conv_strided
+    networks.conv_any = ((lambda c, x, in_loop: networks.conv_input_side(c, x) if in_loop else _conv_strided(c, x))
+                         if variant == "both" else _conv_any)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="vrnn")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--T", type=int, default=20)
+    parser.add_argument("--variants", default="xla,down1,both")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+
+    model = init_model(ModelConfig(args.model, args.T), 0)
+    optimizer = make_optimizer(TrainConfig(model=args.model))
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    key = jax.random.PRNGKey(0)
+    frames = (jax.random.uniform(key, (args.batch, args.T, 1, 32, 32)) > 0.7).astype(jnp.float32)
+    context = jnp.zeros((args.batch, args.T, 0))
+
+    steps, first_s, times, losses = {}, {}, {v: [] for v in variants}, {}
+    for v in variants:
+        _use(v)
+        start = time.perf_counter()
+        steps[v] = fresh_train_step(optimizer, model, opt_state, frames, context, key)
+        out = jax.block_until_ready(steps[v](model, opt_state, frames, context, key))
+        first_s[v] = time.perf_counter() - start
+        losses[v] = {"loss": float(out[2]), "grad_norm": float(out[5])}
+    for _ in range(args.rounds):
+        for v in variants:
+            _use(v)
+            start = time.perf_counter()
+            jax.block_until_ready(steps[v](model, opt_state, frames, context, key))
+            times[v].append(round(time.perf_counter() - start, 4))
+    _use("down1")
+    print(json.dumps({
+        "model": args.model, "batch": args.batch, "T": args.T, "rounds": args.rounds,
+        "median_step_s": {v: round(statistics.median(t), 4) for v, t in times.items()},
+        "step_s": times, "first_step": losses,
+        "first_step_s": {v: round(s, 1) for v, s in first_s.items()},
+        "loadavg": [round(x, 2) for x in os.getloadavg()], "cpus": len(os.sched_getaffinity(0)),
+    }))
+
+
+if __name__ == "__main__":
+    main()
