@@ -26,8 +26,8 @@ EXPERIMENTS = {
     # 25 steps (section 5.6); generation observes the first 13 (our choice, see gtmm.tasks.mnist_maze)
     "mnist-maze": {"task": "mnist-maze", "l": 13, "k": 12, "figure": "Fig. 14"},
     # 30 frames, two turns; generation observes the first (section 5.7). Needs the rendered cache
-    # (gtmm data generate-3d); a 3D step of batch 10 is ~2.6-3.1 s on an idle 2-core CPU
-    # (docs/results/speed.md section 0), so the cpu scale takes ~2.5 h there.
+    # (gtmm data generate-3d); a 3D step of batch 10 is ~0.64-0.72 s on an idle 2-core CPU
+    # (docs/results/speed.md, 2026-12-05), so the cpu scale takes ~40 min of training there.
     "rotation-3d": {"task": "rotation-3d", "l": 15, "k": 15, "figure": "Fig. 17"},
 }
 ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recall-15"}
