@@ -82,9 +82,17 @@ def test_replicas_trained_together_equal_each_trained_alone(tmp_path, recall_tas
         np.testing.assert_allclose(ours, theirs, rtol=0 if strategy == "loop" else 1e-4)
         a = eqx.filter(load_trained(tmp_path / "together" / f"replica-{r}")[2], eqx.is_array)
         b = eqx.filter(load_trained(alone)[2], eqx.is_array)
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-            # Adam moves a weight by up to lr = 1e-3 a step; rounding may flip a near-zero gradient's step
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=0, atol=0 if strategy == "loop" else 3e-4)
+        diff = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel()
+                               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))])
+        if strategy == "loop":
+            assert diff.max() == 0
+        else:
+            # Adam's normalised step turns the rounding of a near-zero gradient into up to 2 lr a
+            # step (seen: 1.5e-4 to 3.7e-4 on one weight of 128), so: nearly every weight agrees to
+            # 1e-5 (a replica trained on another's data would move almost all of them), and none
+            # is further off than Adam's bound.
+            assert np.mean(diff <= 1e-5) > 0.999
+            assert diff.max() <= 2 * config.lr * config.steps
     # the two replicas really differ (own seed, own data stream)
     assert read_metrics(tmp_path / "together" / "replica-0")[0]["negative_bound"] != \
         read_metrics(tmp_path / "together" / "replica-1")[0]["negative_bound"]
