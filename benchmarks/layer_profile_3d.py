@@ -12,26 +12,15 @@ slower in XLA (its weight gradient), so only it runs as `conv_transpose`.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from layer_profile import median_ms
 
 from gtmm import networks as N
 
 FRAMES = 300
-
-
-def median_ms(f, *args, n: int = 5) -> int:
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1000)
 
 
 def profile(layer, shape, ours) -> dict:
@@ -41,10 +30,10 @@ def profile(layer, shape, ours) -> dict:
         def loss(m, x, fn=fn):
             return jnp.sum(jnp.sin(jax.vmap(lambda z: fn(m, z))(x)))
 
-        out[name] = {"forward": median_ms(eqx.filter_jit(lambda m, x, fn=fn: jax.vmap(lambda z: fn(m, z))(x)), layer, x),
-                     "grad_weights": median_ms(eqx.filter_jit(eqx.filter_grad(loss)), layer, x),
+        out[name] = {"forward": median_ms(eqx.filter_jit(lambda m, x, fn=fn: jax.vmap(lambda z: fn(m, z))(x)), layer, x, n=5),
+                     "grad_weights": median_ms(eqx.filter_jit(eqx.filter_grad(loss)), layer, x, n=5),
                      "grad_weights_input": median_ms(eqx.filter_jit(eqx.filter_grad(lambda mx, loss=loss: loss(*mx))),
-                                                     (layer, x))}
+                                                     (layer, x), n=5)}
     return out
 
 

@@ -17,34 +17,22 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _ab import fresh_train_step  # noqa: E402
+from _ab import add_step_arguments, fresh_train_step, step_inputs  # noqa: E402
 from test_networks import _reference_decoder, _reference_encoder  # noqa: E402
 
-from gtmm.model import ModelConfig, init_model  # noqa: E402
 from gtmm.networks import Decoder, Encoder  # noqa: E402
-from gtmm.train import make_optimizer, TrainConfig  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="vrnn")
+    add_step_arguments(parser)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--T", type=int, default=20)
     args = parser.parse_args()
-
-    model = init_model(ModelConfig(args.model, args.T), 0)
-    optimizer = make_optimizer(TrainConfig(model=args.model))
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    key = jax.random.PRNGKey(0)
-    frames = (jax.random.uniform(key, (args.batch, args.T, 1, 32, 32)) > 0.7).astype(jnp.float32)
-    context = jnp.zeros((args.batch, args.T, 0))
+    optimizer, inputs = step_inputs(args)
 
     matmul_calls = (Encoder.__call__, Decoder.__call__)
     variants = {"xla_conv": (_reference_encoder, _reference_decoder), "matmul": matmul_calls}
@@ -56,14 +44,14 @@ def main() -> None:
     for name in variants:
         use(name)
         start = time.perf_counter()
-        steps[name] = fresh_train_step(optimizer, model, opt_state, frames, context, key)
-        jax.block_until_ready(steps[name](model, opt_state, frames, context, key))
+        steps[name] = fresh_train_step(optimizer, *inputs)
+        jax.block_until_ready(steps[name](*inputs))
         compile_s[name] = time.perf_counter() - start
     for _ in range(args.steps):
         for name in variants:
             use(name)
             start = time.perf_counter()
-            jax.block_until_ready(steps[name](model, opt_state, frames, context, key))
+            jax.block_until_ready(steps[name](*inputs))
             times[name].append(time.perf_counter() - start)
     use("matmul")
     med = {name: statistics.median(t) for name, t in times.items()}

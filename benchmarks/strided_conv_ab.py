@@ -17,14 +17,10 @@ import os
 import statistics
 import time
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 import gtmm.networks as networks
-from _ab import fresh_train_step
-from gtmm.model import ModelConfig, init_model
-from gtmm.train import TrainConfig, make_optimizer
+from _ab import add_step_arguments, fresh_train_step, step_inputs
 
 _conv_strided, _conv_any = networks.conv_strided, networks.conv_any
 
@@ -38,34 +34,26 @@ def _use(variant: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="vrnn")
+    add_step_arguments(parser)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--T", type=int, default=20)
     parser.add_argument("--variants", default="xla,down1,both")
     args = parser.parse_args()
     variants = args.variants.split(",")
-
-    model = init_model(ModelConfig(args.model, args.T), 0)
-    optimizer = make_optimizer(TrainConfig(model=args.model))
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    key = jax.random.PRNGKey(0)
-    frames = (jax.random.uniform(key, (args.batch, args.T, 1, 32, 32)) > 0.7).astype(jnp.float32)
-    context = jnp.zeros((args.batch, args.T, 0))
+    optimizer, inputs = step_inputs(args)
 
     steps, first_s, times, losses = {}, {}, {v: [] for v in variants}, {}
     for v in variants:
         _use(v)
         start = time.perf_counter()
-        steps[v] = fresh_train_step(optimizer, model, opt_state, frames, context, key)
-        out = jax.block_until_ready(steps[v](model, opt_state, frames, context, key))
+        steps[v] = fresh_train_step(optimizer, *inputs)
+        out = jax.block_until_ready(steps[v](*inputs))
         first_s[v] = time.perf_counter() - start
         losses[v] = {"loss": float(out[2]), "grad_norm": float(out[5])}
     for _ in range(args.rounds):
         for v in variants:
             _use(v)
             start = time.perf_counter()
-            jax.block_until_ready(steps[v](model, opt_state, frames, context, key))
+            jax.block_until_ready(steps[v](*inputs))
             times[v].append(round(time.perf_counter() - start, 4))
     _use("down1")
     print(json.dumps({

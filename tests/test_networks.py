@@ -147,18 +147,6 @@ def _reference_two_pathway_decoder(dec, inputs):
     return out
 
 
-def test_two_pathway_networks_equal_equinox_layers_in_value_and_gradient():
-    """The 3D networks run channels-last with hand-written backward passes; the function and its
-    parameter gradients are those of Equinox's layers."""
-    enc, dec = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(24, 3, key=jax.random.PRNGKey(1))
-    frames = jax.random.uniform(KEY, (2, 3, 32, 32))
-    inputs = jax.random.normal(KEY, (2, 24))
-    for net, ref, x in [(enc, _reference_two_pathway_encoder, frames), (dec, _reference_two_pathway_decoder, inputs)]:
-        ours, theirs = eqx.filter_jit(lambda m, x, ref=ref: (jax.vmap(m)(x), jax.vmap(lambda z: ref(m, z))(x)))(net, x)
-        _close(ours, theirs, atol=1e-4)
-        _close_grads(lambda m, z: jax.vmap(m)(z), lambda m, z, ref=ref: jax.vmap(lambda u: ref(m, u))(z), net, x)
-
-
 @pytest.mark.parametrize("k", [1, 3, 7])
 def test_output_side_convolution_equals_xla_convolution(k):
     conv = eqx.nn.Conv2d(6, 2, k, padding=k // 2, key=KEY)
@@ -184,13 +172,22 @@ def test_subpixel_and_group_norm_equal_equinox():
     _close(*eqx.filter_jit(lambda n, z: (group_norm(n, _hwc(z)), _hwc(n(z))))(norm, x))
 
 
-def test_encoder_and_decoder_equal_equinox_layers():
-    enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
-    frames = jax.random.uniform(KEY, (2, 1, 32, 32))
+@pytest.mark.parametrize("family", ["inception", "two-pathway"])
+def test_encoder_and_decoder_equal_equinox_layers(family):
+    """Each family's networks (channels-last, matrix-product and hand-written-backward layers)
+    compute the function of Equinox's own layers, and its parameter and input gradients, under
+    the vmap over frames the model applies."""
+    if family == "inception":
+        enc, dec, refs, frames = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1)), \
+            (_reference_encoder, _reference_decoder), jax.random.uniform(KEY, (2, 1, 32, 32))
+    else:
+        enc, dec, refs, frames = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1)), \
+            (_reference_two_pathway_encoder, _reference_two_pathway_decoder), jax.random.uniform(KEY, (2, 3, 32, 32))
     inputs = jax.random.normal(KEY, (2, 40))
-    for net, ref, x in [(enc, _reference_encoder, frames), (dec, _reference_decoder, inputs)]:
+    for net, ref, x in [(enc, refs[0], frames), (dec, refs[1], inputs)]:
         ours, theirs = eqx.filter_jit(lambda m, x, ref=ref: (jax.vmap(m)(x), jax.vmap(lambda z: ref(m, z))(x)))(net, x)
         _close(ours, theirs, atol=1e-4)
+        _close_grads(lambda m, z: jax.vmap(m)(z), lambda m, z, ref=ref: jax.vmap(lambda u: ref(m, u))(z), net, x)
 
 
 def test_in_loop_networks_equal_the_default_in_value_and_gradient():
