@@ -382,6 +382,21 @@ def _logged_lines(path: Path) -> tuple[list[dict], bool, int]:
     return records, lines[-1] != b"", corrupt
 
 
+def resume_problems(records: list[dict], resumed_from: int) -> list[str]:
+    """What is wrong with a metrics log written by a run that resumed from the checkpoint of step
+    `resumed_from`. A resume drops the steps logged after its checkpoint and logs them again, so
+    the records past that step are the resumed segment, which must start right after it, and the
+    whole log must hold steps 1..n, each once."""
+    problems = []
+    new = [r["step"] for r in records if r["step"] > resumed_from]
+    if new and new[0] != resumed_from + 1:
+        problems.append(f"resumed at step {new[0]}, not {resumed_from + 1}")
+    steps = [r["step"] for r in records]
+    if steps != list(range(1, len(steps) + 1)):
+        problems.append(f"the log's steps are not 1..{len(steps)}, each once")
+    return problems
+
+
 def check_kill(args, work: Path) -> dict:
     import equinox as eqx
 
@@ -421,9 +436,7 @@ def check_kill(args, work: Path) -> dict:
         torn_lines += torn
         if corrupt:
             problems.append(f"kill {i + 1}: {corrupt} corrupt lines in metrics.jsonl")
-        new = records[len(before):]
-        if new and new[0]["step"] != newest_before + 1:
-            problems.append(f"kill {i + 1}: resumed at step {new[0]['step']}, not {newest_before + 1}")
+        problems += [f"kill {i + 1}: {p}" for p in resume_problems(records, newest_before)]
         if like is None:
             import json as _json
 

@@ -346,6 +346,21 @@ def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
     assert "min 0, max 20" in text and "pairs with >= 20 seeds: 1" in text, text
 
 
+def test_the_kill_checks_reading_of_a_resumed_log():
+    """scripts/reliability.py's kill check: a resume from step 25 after steps 26-28 were logged
+    rewrites them, so the log is 1..n once each; a log that kept them, or skipped steps, is wrong."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reliability", ROOT / "scripts" / "reliability.py")
+    rel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rel)
+    log = lambda steps: [{"step": s} for s in steps]  # noqa: E731
+    assert rel.resume_problems(log(range(1, 53)), 25) == []
+    assert rel.resume_problems(log([*range(1, 29), *range(26, 53)]), 25) == ["the log's steps are not 1..55, each once"]
+    assert rel.resume_problems(log([*range(1, 26), *range(28, 53)]), 25) == [
+        "resumed at step 28, not 26", "the log's steps are not 1..50, each once"]
+
+
 def test_keep_every_keeps_milestones_across_resumes_and_evaluates_them(tmp_path, recall_task):
     from gtmm.evaluate import evaluate_run
 
