@@ -49,3 +49,18 @@ def test_files_can_be_named_and_a_single_run_is_not_judged(tmp_path):
     got = claims.verdict(models, claims.CLAIMS["perfect-recall"][0][1], "kl_recall")
     # the LRU's one run is far below the VRNN, but without an error bar the pair stays undecided
     assert got.startswith("not reproduced at this scale") and "lru: 1 run, no error bar" in got
+
+
+def test_the_3d_claims_read_the_second_turn_and_the_bound(tmp_path, capsys):
+    """rotation-3d: the DNC and introspective models lower on the second turn's KL, and the
+    VRNN's negative bound the lowest, each judged by the same rule."""
+    for model, (kl, bound) in {"vrnn": (9.0, 100.0), "introspective": (5.0, 200.0), "dnc": (5.0, 200.0),
+                               "ntm": (9.0, 200.0), "lru": (9.0, 200.0)}.items():
+        for r, jitter in enumerate((-0.1, 0.0, 0.1)):
+            (tmp_path / f"{model}-{r}.json").write_text(json.dumps({
+                "task": "rotation-3d", "l": 15, "k": 15, "model": model, "kl_recall": kl + jitter,
+                "kl_before_recall": 10.0, "negative_bound": bound + jitter}))
+    claims.main([str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rotation-3d")]
+    assert "second turn | reproduced | reproduced |" in rows[0]
+    assert any("lowest negative bound | reproduced |" in row for row in rows)
