@@ -140,6 +140,17 @@ def main(dirs: list[str]) -> None:
             print(f"| {task} l={l} k={k} | {m} | {len(models[m])} | "
                   + " | ".join("n/a" if np.isnan(v) else f"{v:.3f} ± {s:.3f}" for v, s in cells) + " |")
 
+    for (task, l, k), models in sorted(runs.items()):
+        if any(e.get("generation_mse") is not None for evs in models.values() for e in evs):
+            print()  # frames scored by pixel error (rotation-3d) rather than by nearest image
+            print("| experiment | model | runs | negative bound | generation MSE | copying the first turn | the mean frame |")
+            print("| --- | --- | --- | --- | --- | --- | --- |")
+            for m in [m for m in PAPER + ("associative",) if m in models]:
+                cells = [mean_se(models[m], key) for key in ("negative_bound", "generation_mse", "generation_mse_copy",
+                                                              "generation_mse_mean_frame")]
+                print(f"| {task} l={l} k={k} | {m} | {len(models[m])} | "
+                      + " | ".join("n/a" if np.isnan(v) else f"{v:.4g} ± {s:.2g}" for v, s in cells) + " |")
+
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:

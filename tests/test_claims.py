@@ -59,8 +59,10 @@ def test_the_3d_claims_read_the_second_turn_and_the_bound(tmp_path, capsys):
         for r, jitter in enumerate((-0.1, 0.0, 0.1)):
             (tmp_path / f"{model}-{r}.json").write_text(json.dumps({
                 "task": "rotation-3d", "l": 15, "k": 15, "model": model, "kl_recall": kl + jitter,
-                "kl_before_recall": 10.0, "negative_bound": bound + jitter}))
+                "kl_before_recall": 10.0, "negative_bound": bound + jitter, "generation_mse": 0.05,
+                "generation_mse_copy": 0.002, "generation_mse_mean_frame": 0.01}))
     claims.main([str(tmp_path)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| rotation-3d")]
     assert "second turn | reproduced | reproduced |" in rows[0]
     assert any("lowest negative bound | reproduced |" in row for row in rows)
+    assert any(row.startswith("| rotation-3d l=15 k=15 | vrnn | 3 | 100 ± 0.058 | 0.05 ± ") for row in rows)
