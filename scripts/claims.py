@@ -55,7 +55,7 @@ CLAIMS = {
         ("the LRU and DNC models are best", [(a, b) for a in ("lru", "dnc") for b in ("vrnn", "introspective", "ntm")]),
     ],
     # "recall" is the second turn; the claim's other half (the VRNN's bound the lowest) is over
-    # `negative_bound`, not the recall KL: `bound_verdict` below.
+    # `negative_bound`, not the recall KL, and is printed by `main`.
     "rotation-3d": [
         ("the DNC and introspective models show lower KL on the second turn",
          [(a, b) for a in ("dnc", "introspective") for b in ("vrnn", "ntm", "lru")]),

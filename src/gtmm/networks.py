@@ -212,11 +212,8 @@ def conv_strided(conv: eqx.nn.Conv2d, x: Float[Array, "h w cin"]) -> Float[Array
     lo, hi = conv.padding[0]
     if conv.padding[1] != (lo, hi) or conv.stride[1] != conv.stride[0]:
         raise ValueError("strided convolution needs the same stride and padding on both axes")
-    s = conv.stride[0]
-    out = jax.lax.conv_general_dilated(jax.lax.stop_gradient(x)[None], conv.weight, (s, s), ((lo, hi), (lo, hi)),
-                                       dimension_numbers=("NHWC", "OIHW", "NHWC"))[0]
-    out = _with_input_gradient(out, jax.lax.stop_gradient(conv.weight), x, s, lo, x.shape)
-    return out if conv.bias is None else out + conv.bias.reshape(-1)
+    out = conv_xla(conv, jax.lax.stop_gradient(x))
+    return _with_input_gradient(out, jax.lax.stop_gradient(conv.weight), x, conv.stride[0], lo, x.shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
