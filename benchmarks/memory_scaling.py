@@ -1,6 +1,7 @@
 """Time and peak memory of one training step against the sequence length T, slots = T, batch 1:
 the DNC with its dense N x N temporal link against the sparse one (`link_k`) with sparse reads
-(`top_k`), and the associative memory with dense against top-k reads.
+(`top_k`), and the associative memory with dense against top-k reads and reads through the hash
+index (`content_index="lsh"`).
 
     PYTHONPATH=src nice -n 19 python benchmarks/memory_scaling.py --out docs/results/sparse-scaling
 
@@ -35,10 +36,12 @@ CONFIGS = {  # name -> (model, ModelConfig overrides)
     "dnc-sparse": ("dnc", {"top_k": 8, "link_k": 8}),
     "associative-dense": ("associative", {}),
     "associative-topk": ("associative", {"top_k": 8}),
+    "associative-lsh": ("associative", {"top_k": 8, "content_index": "lsh"}),
 }
 STYLE = {"vrnn": ("tab:gray", "-"), "introspective": ("tab:red", "-"), "ntm": ("tab:blue", "-"),
          "lru": ("tab:green", "-"), "dnc-dense": ("tab:purple", "-"), "dnc-sparse": ("tab:purple", "--"),
-         "associative-dense": ("tab:orange", "-"), "associative-topk": ("tab:orange", "--")}
+         "associative-dense": ("tab:orange", "-"), "associative-topk": ("tab:orange", "--"),
+         "associative-lsh": ("tab:orange", "-.")}
 
 
 # What the algorithms predict per sequence of T steps with slots = T (5 T for lru): the image
@@ -46,7 +49,8 @@ STYLE = {"vrnn": ("tab:gray", "-"), "introspective": ("tab:red", "-"), "ntm": ("
 EXPECTED = {"vrnn": "T (no memory)", "introspective": "T^2 (attention over T slots at each step)",
             "ntm": "T^2 (content and shift over T slots)", "lru": "T^2 (5 T slots)",
             "dnc-dense": "T^3 (the T x T link at each step)", "dnc-sparse": "T^2 (K links per slot, content over T)",
-            "associative-dense": "T^2 (content over T slots)", "associative-topk": "T^2 (similarities over T slots)"}
+            "associative-dense": "T^2 (content over T slots)", "associative-topk": "T^2 (similarities over T slots)",
+            "associative-lsh": "T (hash index: L C candidates and 2k rows per step; no position mode)"}
 
 
 def extrapolate(points: list[tuple[int, float]], T: int) -> float | None:

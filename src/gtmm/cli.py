@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="sparse content reads: only the k most similar slots get weight (ntm, lru, dnc, associative)")
     t.add_argument("--link-k", type=int, default=None,
                    help="sparse temporal link: keep K links per slot instead of slots x slots (dnc)")
+    t.add_argument("--content-index", choices=["lsh"], default=None,
+                   help="associative: read by content through a hash index, k (slot, weight) pairs per head, so a"
+                        " step's cost does not grow with the slots (needs --top-k; drops the position mode)")
     t.add_argument("--context-with-controller", action="store_true",
                    help="introspective: the memory context also carries the controller state h_t (not the"
                         " paper's eq. 12; see docs/results/recall-diagnostic.md)")
@@ -198,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # `gtmm train`'s model settings (ModelConfig fields, the flag's name with dashes); a bool is a switch.
-_MODEL_FLAGS = ("hidden_size", "slots", "read_heads", "word_size", "top_k", "link_k", "remat_chunk", "min_std",
+_MODEL_FLAGS = ("hidden_size", "slots", "read_heads", "word_size", "top_k", "link_k", "content_index", "remat_chunk", "min_std",
                 "ntm_walk_bias", "context_with_controller")
 
 

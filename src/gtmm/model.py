@@ -56,6 +56,9 @@ class ModelConfig:
     task_context_size: int = 0
     top_k: int | None = None  # sparse content reads: only the k most similar slots (content memories)
     link_k: int | None = None  # sparse temporal link: K links kept per slot (dnc); None: the dense slots x slots link
+    # "lsh": content reads through a hash index, every head's weighting as top_k (slot, weight)
+    # pairs, so a step's cost does not grow with the slots (associative; drops its position mode).
+    content_index: str | None = None
     # Gradient checkpointing: keep the recurrent state only every `remat_chunk` steps and
     # recompute the steps between in the backward pass (memory ~ T / chunk + chunk states instead
     # of T; about sqrt(T) is best), and run the encoder and decoder over the frames in blocks of
@@ -111,6 +114,16 @@ class ModelConfig:
         if self.link_k is not None and not memory.has_temporal_links:
             raise GtmmError(f"{self.model} has no temporal links, so link k does not apply to it; leave it out"
                             f" or use one of: {', '.join(m for m, c in MEMORIES.items() if c.has_temporal_links)}")
+        if self.content_index is not None:
+            known = sorted({i for c in MEMORIES.values() for i in c.content_indexes})
+            if self.content_index not in known:
+                raise GtmmError(f"unknown content index {self.content_index!r}; choose one of: {', '.join(known)}")
+            if self.content_index not in memory.content_indexes:
+                able = [m for m, c in MEMORIES.items() if self.content_index in c.content_indexes]
+                raise GtmmError(f"{self.model} cannot read through content index {self.content_index}; leave"
+                                f" --content-index out or use: {', '.join(able)}")
+            if self.top_k is None:
+                raise GtmmError(f"content index {self.content_index} reads the k most similar slots; give --top-k K too")
         if self.link_k is not None and self.link_k > slots:
             raise GtmmError(f"link k ({self.link_k}) cannot exceed the memory slots ({slots}); lower link k to at"
                             f" most {slots} or raise slots")
@@ -213,6 +226,7 @@ class GTMM(eqx.Module):
             hidden_size=cfg.hidden_size, slots=cfg.slots, read_heads=cfg.read_heads, word_size=cfg.word_size,
             **({"top_k": cfg.top_k} if cfg.top_k is not None else {}),
             **({"link_k": cfg.link_k} if cfg.link_k is not None else {}),
+            **({"content_index": cfg.content_index} if cfg.content_index is not None else {}),
             **({"context_with_controller": True} if cfg.context_with_controller else {}),
             **({"walk_bias": float(cfg.ntm_walk_bias)} if cfg.ntm_walk_bias else {}), key=k[1],
         )

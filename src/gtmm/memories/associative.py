@@ -15,22 +15,34 @@ about writing is learned) and reads it with heads that mix three ways of address
 Per head, a softmax over the three modes, computed from the controller state, mixes them:
 w_t^r = pi_pos w_pos + pi_content w_content + pi_next w_next. The read and its gate are the
 introspective model's (eq. 11-12); Psi = [gated reads].
+
+With `content_index="lsh"` (and `top_k`) every step costs the same whatever the number of slots:
+content reads go through a hash index (`gtmm.memories.lsh`) and score only the rows it returns,
+each head's weighting is kept as k (slot, weight) pairs, succession moves those pairs, and reads
+gather the rows they name. The position mode is left out there: the introspective attention
+scores every slot by construction (its network has one output per slot), so it cannot be sparse.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from gtmm.memories.addressing import cosine_similarity, sparse_softmax
 from gtmm.memories.base import AbstractMemory, ControllerInput, check_stores_latents
 from gtmm.memories.introspective import filled_slots, fifo_write, normalised_attention
+from gtmm.memories.lsh import (LSHIndex, candidate_content_weights, empty_index, hash_codes, index_candidates,
+                               index_insert, merge_duplicates)
 
 MODES = ("position", "content", "next")
+SPARSE_MODES = ("content", "next")  # with a content index: the position mode is dense by nature
+CONTENT_INDEXES = ("lsh",)
 
 
 class AssociativeState(NamedTuple):
@@ -39,6 +51,19 @@ class AssociativeState(NamedTuple):
     store: Float[Array, "slots latent"]  # M_{t-1}: the latents themselves, as the introspective memory
     writes: Int[Array, ""]  # steps taken so far; z_n sits in slot (n - 1) mod L
     weights: Float[Array, "heads slots"]  # w_{t-1}: what each head read last step
+
+
+class IndexedAssociativeState(NamedTuple):
+    """The state with `content_index`: as AssociativeState, but w_{t-1} as k (slot, weight) pairs per head."""
+
+    h: Float[Array, " hidden"]
+    c: Float[Array, " hidden"]
+    store: Float[Array, "slots latent"]
+    stored_keys: Float[Array, "slots key"]  # P z_i, computed once when z_i is written
+    writes: Int[Array, ""]
+    index: LSHIndex
+    read_slots: Int[Array, "heads k"]  # the slots w_{t-1} names; -1: none
+    read_weights: Float[Array, "heads k"]  # their weights
 
 
 def masked_content_weights(keys: Float[Array, "heads key"], stored: Float[Array, "slots key"],
@@ -78,7 +103,7 @@ class AssociativeMemory(AbstractMemory):
     """
 
     lstm: eqx.nn.LSTMCell
-    attention: eqx.nn.MLP  # k(h_t), softplus outputs (position)
+    attention: eqx.nn.MLP | None  # k(h_t), softplus outputs (position); None with a content index
     keys: eqx.nn.Linear  # h_t -> R keys and R raw strengths (content)
     projection: eqx.nn.Linear  # P: a stored latent -> the space keys are compared in
     mixture: eqx.nn.Linear  # h_t -> R x 3 mode logits
@@ -90,30 +115,59 @@ class AssociativeMemory(AbstractMemory):
     key_size: int = eqx.field(static=True)
     context_size: int = eqx.field(static=True)
     top_k: int | None = eqx.field(static=True)
+    content_index: str | None = eqx.field(static=True)
+    planes: Float[Array, "tables bits key"] | None  # the hash's random hyperplanes (never trained)
+    index_capacity: int = eqx.field(static=True)
     content_addressed = True
+    content_indexes = CONTENT_INDEXES
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
-                 read_heads: int = 5, attention_hidden: int = 128, top_k: int | None = None, key: PRNGKeyArray,
-                 **_: int):
-        self.top_k = top_k
-        k = jax.random.split(key, 6)
+                 read_heads: int = 5, attention_hidden: int = 128, top_k: int | None = None,
+                 content_index: str | None = None, index_tables: int = 4, index_capacity: int | None = None,
+                 index_bits: int | None = None, key: PRNGKeyArray, **_: int):
+        if content_index is not None and (content_index not in CONTENT_INDEXES or top_k is None):
+            raise ValueError(f"content_index must be one of {CONTENT_INDEXES} and needs top_k")  # ModelConfig says why
+        self.top_k, self.content_index = top_k, content_index
+        k = jax.random.split(key, 7)
         self.key_size = latent_size
         self.lstm = eqx.nn.LSTMCell(latent_size + task_context_size, hidden_size, key=k[0])
-        self.attention = eqx.nn.MLP(hidden_size, read_heads * slots, attention_hidden, depth=2,
-                                    activation=jax.nn.relu, final_activation=jax.nn.softplus, key=k[1])
+        modes = MODES if content_index is None else SPARSE_MODES
+        self.attention = None if content_index else eqx.nn.MLP(
+            hidden_size, read_heads * slots, attention_hidden, depth=2, activation=jax.nn.relu,
+            final_activation=jax.nn.softplus, key=k[1])
         self.keys = eqx.nn.Linear(hidden_size, read_heads * (self.key_size + 1), key=k[2])
         self.projection = eqx.nn.Linear(latent_size, self.key_size, use_bias=False, key=k[3])
-        self.mixture = eqx.nn.Linear(hidden_size, read_heads * len(MODES), key=k[4])
+        self.mixture = eqx.nn.Linear(hidden_size, read_heads * len(modes), key=k[4])
         self.gate = eqx.nn.Linear(hidden_size, read_heads * latent_size, key=k[5])
         self.hidden_size, self.slots, self.read_heads, self.latent_size = hidden_size, slots, read_heads, latent_size
         self.context_size = read_heads * latent_size
+        # Index sizes: C places per bucket (at least 2k, so a bucket can fill the k reads), and
+        # about slots / C buckets, so a bucket holds about C rows and few are pushed out.
+        self.index_capacity = index_capacity or max(16, 2 * (top_k or 0))
+        bits = index_bits if index_bits is not None else max(0, min(12, math.ceil(math.log2(max(1, slots / self.index_capacity)))))
+        self.planes = jax.random.normal(k[6], (index_tables, bits, self.key_size)) if content_index else None
+
+    def host_init(self, rng: np.random.Generator) -> "AssociativeMemory":
+        """`gtmm.init`'s host initialisation, and the hash's hyperplanes ~ N(0, 1) as the constructor draws them."""
+        from gtmm.init import fill_layers
+
+        filled = fill_layers(self, rng)
+        if self.planes is None:
+            return filled
+        return eqx.tree_at(lambda m: m.planes, filled, jnp.asarray(rng.standard_normal(self.planes.shape), jnp.float32))
 
     @classmethod
     def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
         check_stores_latents("associative", word_size=word_size, latent_size=latent_size)
 
-    def initial_state(self) -> AssociativeState:
+    def initial_state(self) -> AssociativeState | IndexedAssociativeState:
         zeros = jnp.zeros(self.hidden_size)
+        if self.content_index:
+            tables, bits = self.planes.shape[:2]
+            return IndexedAssociativeState(
+                zeros, zeros, jnp.zeros((self.slots, self.latent_size)), jnp.zeros((self.slots, self.key_size)),
+                jnp.array(0, jnp.int32), empty_index(tables, bits, self.index_capacity, self.slots),
+                jnp.full((self.read_heads, self.top_k), -1, jnp.int32), jnp.zeros((self.read_heads, self.top_k)))
         return AssociativeState(zeros, zeros, jnp.zeros((self.slots, self.latent_size)), jnp.array(0, jnp.int32),
                                 jnp.zeros((self.read_heads, self.slots)))
 
@@ -134,7 +188,47 @@ class AssociativeMemory(AbstractMemory):
         pi = jax.nn.softmax(self.mixture(h).reshape(self.read_heads, len(MODES)), axis=-1)  # [heads, modes]
         return jnp.einsum("hm,mhs->hs", pi, modes)
 
+    def indexed_weights(self, h: Float[Array, " hidden"], state: IndexedAssociativeState, index: LSHIndex,
+                        stored_keys: Float[Array, "slots key"]) -> tuple[Int[Array, "heads n"], Float[Array, "heads n"]]:
+        """The mixed weighting pi_content w_content + pi_next w_next as (slot, weight) pairs, n = 2k per head.
+
+        Content: the k best of the candidates the index returns for each head's key; next: last
+        step's pairs moved one slot forward (slot i -> (i + 1) mod L, as `successor_weights`),
+        kept where that slot is filled. A slot may appear twice; `merge_duplicates` folds them.
+        """
+        out = self.keys(h).reshape(self.read_heads, self.key_size + 1)
+        queries, strengths = out[:, :-1], jax.nn.softplus(out[:, -1])
+        ids, valid = jax.vmap(index_candidates, in_axes=(None, 0))(index, hash_codes(self.planes, queries))
+        positions, content = candidate_content_weights(queries, strengths, stored_keys[ids], valid, self.top_k)
+        following = jnp.mod(state.read_slots + 1, self.slots)
+        follows = (state.read_slots >= 0) & (following < jnp.minimum(state.writes, self.slots))
+        pi = jax.nn.softmax(self.mixture(h).reshape(self.read_heads, len(SPARSE_MODES)), axis=-1)
+        slots = jnp.concatenate([jnp.take_along_axis(ids, positions, axis=1), jnp.where(follows, following, 0)], axis=1)
+        weights = jnp.concatenate([pi[:, :1] * content, pi[:, 1:] * jnp.where(follows, state.read_weights, 0.0)], axis=1)
+        return slots, weights
+
+    def indexed_step(self, inputs: ControllerInput, state: IndexedAssociativeState
+                     ) -> tuple[Float[Array, " psi"], IndexedAssociativeState]:
+        """One step with the content index: O(heads x (L C + k) x key) work, whatever the number of slots."""
+        write = state.writes > 0  # nothing is written at the first step (there is no z_0), as `fifo_write`
+        slot = jnp.mod(state.writes - 1, self.slots)
+        latent_key = self.projection(inputs.latent)
+        store = state.store.at[slot].set(jnp.where(write, inputs.latent, state.store[slot]))
+        stored_keys = state.stored_keys.at[slot].set(jnp.where(write, latent_key, state.stored_keys[slot]))
+        index = index_insert(state.index, slot, hash_codes(self.planes, latent_key), write)
+        h, c = self.lstm(jnp.concatenate([inputs.latent, inputs.context]), (state.h, state.c))
+        slots, weights = self.indexed_weights(h, state, index, stored_keys)
+        reads = jnp.einsum("hn,hnd->hd", weights, store[slots])  # eq. 11 over the named rows
+        gates = jax.nn.sigmoid(self.gate(state.h)).reshape(self.read_heads, self.latent_size)
+        psi = (reads * gates).reshape(-1)  # eq. 12
+        # Keep each head's k largest (merged) pairs for the next step's succession.
+        kept, where = jax.lax.top_k(merge_duplicates(slots, weights), self.top_k)
+        kept_slots = jnp.where(kept > 0, jnp.take_along_axis(slots, where, axis=1), -1)
+        return psi, IndexedAssociativeState(h, c, store, stored_keys, state.writes + 1, index, kept_slots, kept)
+
     def __call__(self, inputs: ControllerInput, state: AssociativeState) -> tuple[Float[Array, " psi"], AssociativeState]:
+        if self.content_index:
+            return self.indexed_step(inputs, state)
         store = fifo_write(state.store, state.writes, inputs.latent)
         h, c = self.lstm(jnp.concatenate([inputs.latent, inputs.context]), (state.h, state.c))
         # `state.writes` latents are stored after this step's write (z_1 .. z_{t-1}).

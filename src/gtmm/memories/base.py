@@ -34,6 +34,7 @@ class AbstractMemory(eqx.Module):
     context_size: eqx.AbstractVar[int]  # |Psi|
     content_addressed = False  # reads by content similarity (takes `top_k`)
     has_temporal_links = False  # keeps a temporal link between slots (takes `link_k`)
+    content_indexes = ()  # content indexes it can read through (takes `content_index`)
 
     @classmethod
     def default_slots(cls, sequence_length: int) -> int:
