@@ -73,6 +73,47 @@ def measure(name: str, T: int, steps: int, max_timing_s: float) -> dict:
             "timed_steps": len(times), "finite": finite, "load_after": round(os.getloadavg()[0], 2)}
 
 
+def index_recall(slots: int, noise: float, queries: int = 200, k: int = 8, seed: int = 0) -> dict:
+    """How often the index's candidates hold what an exact read would find, on `slots` random keys
+    (dimension 32) indexed as the memory indexes them (its default tables, capacity and bits).
+
+    A query is a stored key plus Gaussian noise whose norm is about `noise` times the key's (a cue
+    that resembles one stored item): `source` is the fraction of queries whose source key is among
+    the k read, `top_k` the fraction of the exact top k (by cosine over all slots) that is."""
+    from gtmm.memories.lsh import candidate_content_weights, empty_index, hash_codes, index_candidates, index_insert
+
+    memory = AssociativeMemory(latent_size=32, task_context_size=0, hidden_size=8, slots=slots, read_heads=1,
+                               top_k=k, content_index="lsh", key=jax.random.PRNGKey(seed))
+    kk, kq, kn = jax.random.split(jax.random.PRNGKey(seed + 1), 3)
+    keys = jax.random.normal(kk, (slots, 32))
+    tables, bits = memory.planes.shape[:2]
+    insert = jax.jit(lambda index, slot, key: index_insert(index, slot, hash_codes(memory.planes, key), jnp.array(True)))
+    index = empty_index(tables, bits, memory.index_capacity, slots)
+    for slot in range(slots):
+        index = insert(index, jnp.array(slot), keys[slot])
+    source = jax.random.randint(kq, (queries,), 0, slots)
+    # noise of norm about `noise` times the key's: cos(query, source) about 1 / sqrt(1 + noise^2)
+    q = keys[source] + noise * jnp.linalg.norm(keys[source], axis=-1, keepdims=True) / jnp.sqrt(32.0) * jax.random.normal(kn, (queries, 32))
+
+    @jax.jit
+    def read(query):
+        ids, valid = index_candidates(index, hash_codes(memory.planes, query))
+        positions, weights = candidate_content_weights(query[None], jnp.ones(1), keys[ids][None], valid[None], k)
+        return ids[positions[0]], weights[0] > 0, valid.sum()
+
+    found_source = found_top = candidates = 0
+    for i in range(queries):
+        got, ok, n = read(q[i])
+        got = {int(g) for g, o in zip(got, ok) if o}
+        exact = jnp.argsort(-(keys @ q[i]) / jnp.linalg.norm(keys, axis=-1))[:k]
+        found_source += int(source[i]) in got
+        found_top += len(got & {int(e) for e in exact}) / k
+        candidates += int(n)
+    return {"slots": slots, "noise": noise, "k": k, "tables": tables, "bits": bits, "capacity": memory.index_capacity,
+            "source": round(found_source / queries, 3), "top_k": round(found_top / queries, 3),
+            "mean_candidates": round(candidates / queries, 1)}
+
+
 def loglog_slope(points: list[tuple[int, float]]) -> float | None:
     if len(points) < 2:
         return None
@@ -120,7 +161,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="timed calls after the compile call (median)")
     p.add_argument("--max-timing-s", type=float, default=60)
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--recall-only", action="store_true", help="only the index's recall (fast), printed")
     a = p.parse_args()
+    recall = [index_recall(n, noise) for n in (100, 1000, 4000) for noise in (0.1, 0.3, 0.6)]
+    if a.recall_only:
+        for row in recall:
+            print(json.dumps(row), flush=True)
+        return
     out = Path(a.out)
     if a.plot_only:
         plot(json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".png"))
@@ -129,7 +176,8 @@ def main() -> None:
     result = {"date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at the start",
               "device": str(jax.devices()[0]), "settings": {"T": Ts, "slots": "T", "batch": 1, "k": 8, "steps": a.steps},
-              "expected_per_training_step": {n: EXPECTED[n] for n in a.configs.split(",")}, "runs": []}
+              "expected_per_training_step": {n: EXPECTED[n] for n in a.configs.split(",")}, "index_recall": recall,
+              "runs": []}
     out.parent.mkdir(parents=True, exist_ok=True)
     for name in a.configs.split(","):
         for T in Ts:

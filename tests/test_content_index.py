@@ -176,7 +176,7 @@ def test_indexed_model_has_no_position_network_and_fewer_parameters():
 
     dense = init_model(ModelConfig("associative", 20, top_k=4), seed=0)
     indexed = init_model(ModelConfig("associative", 20, top_k=4, content_index="lsh"), seed=0)
-    assert indexed.memory.attention is None and indexed.memory.planes.shape[0] == 4
+    assert indexed.memory.attention is None and indexed.memory.planes.shape[0] == 8
     assert np.all(np.isfinite(indexed.memory.planes)) and float(jnp.std(indexed.memory.planes)) > 0.5
     assert count_parameters(indexed) < count_parameters(dense)
 

@@ -123,7 +123,7 @@ class AssociativeMemory(AbstractMemory):
 
     def __init__(self, *, latent_size: int, task_context_size: int, hidden_size: int, slots: int,
                  read_heads: int = 5, attention_hidden: int = 128, top_k: int | None = None,
-                 content_index: str | None = None, index_tables: int = 4, index_capacity: int | None = None,
+                 content_index: str | None = None, index_tables: int = 8, index_capacity: int | None = None,
                  index_bits: int | None = None, key: PRNGKeyArray, **_: int):
         if content_index is not None and (content_index not in CONTENT_INDEXES or top_k is None):
             raise ValueError(f"content_index must be one of {CONTENT_INDEXES} and needs top_k")  # ModelConfig says why
@@ -142,9 +142,10 @@ class AssociativeMemory(AbstractMemory):
         self.hidden_size, self.slots, self.read_heads, self.latent_size = hidden_size, slots, read_heads, latent_size
         self.context_size = read_heads * latent_size
         # Index sizes: C places per bucket (at least 2k, so a bucket can fill the k reads), and
-        # about slots / C buckets, so a bucket holds about C rows and few are pushed out.
+        # at least 2 slots / C buckets, so a bucket holds C / 2 rows on average and few are
+        # pushed out of its ring; 8 tables, so a near match shares a bucket in at least one.
         self.index_capacity = index_capacity or max(16, 2 * (top_k or 0))
-        bits = index_bits if index_bits is not None else max(0, min(12, math.ceil(math.log2(max(1, slots / self.index_capacity)))))
+        bits = index_bits if index_bits is not None else max(0, min(12, math.ceil(math.log2(max(1, 2 * slots / self.index_capacity)))))
         self.planes = jax.random.normal(k[6], (index_tables, bits, self.key_size)) if content_index else None
 
     def host_init(self, rng: np.random.Generator) -> "AssociativeMemory":
