@@ -214,7 +214,7 @@ class AssociativeMemory(AbstractMemory):
         write = state.writes > 0  # nothing is written at the first step (there is no z_0), as `fifo_write`
         slot = jnp.mod(state.writes - 1, self.slots)
         latent_key = self.projection(inputs.latent)
-        store = state.store.at[slot].set(jnp.where(write, inputs.latent, state.store[slot]))
+        store = fifo_write(state.store, state.writes, inputs.latent)
         stored_keys = state.stored_keys.at[slot].set(jnp.where(write, latent_key, state.stored_keys[slot]))
         index = index_insert(state.index, slot, hash_codes(self.planes, latent_key), write)
         h, c = self.lstm(jnp.concatenate([inputs.latent, inputs.context]), (state.h, state.c))

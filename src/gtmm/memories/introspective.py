@@ -29,7 +29,8 @@ def fifo_write(store: Float[Array, "slots latent"], writes: Int[Array, ""],
     """
     slots = store.shape[0]
     slot = jnp.mod(writes - 1, slots)
-    return jnp.where(writes > 0, store.at[slot].set(latent), store)
+    # Select within the one row, not over the whole store: O(latent) per step rather than O(slots x latent).
+    return store.at[slot].set(jnp.where(writes > 0, latent, store[slot]))
 
 
 def filled_slots(slots: int, writes: Int[Array, ""]) -> Bool[Array, " slots"]:
