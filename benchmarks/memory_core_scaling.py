@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 
 from gtmm.memories import ControllerInput
 from gtmm.memories.associative import AssociativeMemory
+from memory_scaling import loglog_slope, save_figure
 
 CONFIGS = {"dense": {}, "top-k": {"top_k": 8}, "lsh": {"top_k": 8, "content_index": "lsh"}}
 STYLE = {"dense": "-", "top-k": "--", "lsh": "-."}
@@ -114,14 +114,6 @@ def index_recall(slots: int, noise: float, queries: int = 200, k: int = 8, seed:
             "mean_candidates": round(candidates / queries, 1)}
 
 
-def loglog_slope(points: list[tuple[int, float]]) -> float | None:
-    if len(points) < 2:
-        return None
-    xs, ys = [math.log(t) for t, _ in points], [math.log(v) for _, v in points]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-
-
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -146,11 +138,7 @@ def plot(result: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("T (= slots)")
         ax.set_ylabel(label)
-    axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Associative memory alone, value and gradient over T steps, batch 1; {result['machine']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, axes, f"Associative memory alone, value and gradient over T steps, batch 1; {result['machine']}", path)
 
 
 def main() -> None:

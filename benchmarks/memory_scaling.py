@@ -116,8 +116,15 @@ def plot(result: dict, path: Path) -> None:
         ax.set_ylabel(label)
         ax.set_ylim(min(r[key] for r in result["runs"] if key in r) / 2,
                     max(r[key] for r in result["runs"] if key in r) * 2)
+    save_figure(fig, axes, f"One training step (loss and gradient), batch 1; {result['machine']}", path)
+
+
+def save_figure(fig, axes, title: str, path: Path) -> None:
+    """The legend in the first panel, the title, and the PNG (shared with memory_core_scaling.py)."""
+    import matplotlib.pyplot as plt
+
     axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"One training step (loss and gradient), batch 1; {result['machine']}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
