@@ -1,6 +1,7 @@
-"""Copy a `gtmm reproduce` result into docs/results: its report, its figures reduced to a 64-colour
-palette (40-65% of the bytes, no visible change in these line plots and digit grids), and every
-replica's evaluation.json as evaluations/MODEL-replica-R.json, the files scripts/claims.py reads.
+"""Copy a `gtmm reproduce` result into docs/results: its report, its figures reduced to a palette
+(sample grids 64 colours; metrics plots 256, since 64 merged line colours there: in the
+perfect-recall-20 plot the DNC's purple became the VRNN's grey), and every replica's
+evaluation.json as evaluations/MODEL-replica-R.json, the files scripts/claims.py reads.
 
 Usage: python scripts/publish_reproduction.py runs/parity-recall-15 docs/results/cpu/parity-recall-15
 """
@@ -18,7 +19,8 @@ def publish(run: Path, dest: Path) -> None:
     (dest / "evaluations").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / "report.md", dest / "report.md")
     for png in run.glob("*.png"):
-        Image.open(png).convert("RGB").quantize(colors=64).save(dest / png.name, optimize=True)
+        colours = 256 if png.name.endswith("-metrics.png") else 64
+        Image.open(png).convert("RGB").quantize(colors=colours).save(dest / png.name, optimize=True)
     for ev in sorted(run.glob("*/replica-*/evaluation.json")):
         shutil.copyfile(ev, dest / "evaluations" / f"{ev.parent.parent.name}-{ev.parent.name}.json")
     print(f"{dest}: report, {len(list(dest.glob('*.png')))} figures, "
