@@ -106,7 +106,7 @@ class AssociativeMemory(AbstractMemory):
     attention: eqx.nn.MLP | None  # k(h_t), softplus outputs (position); None with a content index
     keys: eqx.nn.Linear  # h_t -> R keys and R raw strengths (content)
     projection: eqx.nn.Linear  # P: a stored latent -> the space keys are compared in
-    mixture: eqx.nn.Linear  # h_t -> R x 3 mode logits
+    mixture: eqx.nn.Linear  # h_t -> R x 3 mode logits (R x 2 with a content index: no position mode)
     gate: eqx.nn.Linear  # g^r(h_{t-1}) (eq. 12)
     hidden_size: int = eqx.field(static=True)
     slots: int = eqx.field(static=True)
