@@ -215,7 +215,7 @@ class AssociativeMemory(AbstractMemory):
         slot = jnp.mod(state.writes - 1, self.slots)
         latent_key = self.projection(inputs.latent)
         store = fifo_write(state.store, state.writes, inputs.latent)
-        stored_keys = state.stored_keys.at[slot].set(jnp.where(write, latent_key, state.stored_keys[slot]))
+        stored_keys = fifo_write(state.stored_keys, state.writes, latent_key)  # P z beside z, same slot
         index = index_insert(state.index, slot, hash_codes(self.planes, latent_key), write)
         h, c = self.lstm(jnp.concatenate([inputs.latent, inputs.context]), (state.h, state.c))
         slots, weights = self.indexed_weights(h, state, index, stored_keys)

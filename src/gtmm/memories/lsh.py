@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from gtmm.memories.addressing import vector_norms, _EPSILON
+from gtmm.memories.addressing import cosine_similarity
 
 
 class LSHIndex(NamedTuple):
@@ -81,9 +81,8 @@ def candidate_content_weights(keys: Float[Array, "heads key"], strengths: Float[
     the valid candidates get weight exactly 0, and a head with no valid candidate reads nothing.
     beta is already positive. O(heads x candidates x key), independent of the number of slots.
     """
-    dot = jnp.einsum("hk,hck->hc", keys, candidate_keys)
-    norms = vector_norms(keys) * vector_norms(candidate_keys)[..., 0]
-    logits = jnp.where(valid, strengths[:, None] * dot / (norms + _EPSILON), -jnp.inf)
+    similarity = jax.vmap(cosine_similarity)(candidate_keys, keys[:, None])[:, 0]  # per head, its own candidates
+    logits = jnp.where(valid, strengths[:, None] * similarity, -jnp.inf)
     values, positions = jax.lax.top_k(logits, k)
     chosen = jnp.isfinite(values)
     safe = jnp.where(jnp.any(chosen, axis=-1, keepdims=True), values, 0.0)  # all -inf would give NaN
