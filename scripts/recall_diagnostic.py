@@ -35,7 +35,7 @@ import optax
 
 from gtmm import model as gtmm_model
 from gtmm.memories import introspective
-from gtmm.memories.base import split_interface
+from gtmm.memories.base import interface_offsets, split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
 from gtmm.train import tree_norm
 
@@ -65,6 +65,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (paper section 4.1: 1e-3)")
     p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
     p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
+    p.add_argument("--lru-write-gate-bias", type=float, default=None,
+                   help="lru: start the write gates' interface bias at this (default: the library's 0)")
     p.add_argument("--spikes", action="store_true", help="print the gradient norm per part at each spike")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
     p.add_argument("--hidden-size", type=int, default=None,
@@ -100,6 +102,12 @@ def main() -> None:
     model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
                         (eqx.nn.Linear(bits, cfg.embed_size, key=ke),
                          eqx.nn.Linear(model.decoder.linear.in_features, bits, key=kd)))
+    if a.lru_write_gate_bias is not None:
+        if a.model != "lru":
+            p.error("--lru-write-gate-bias applies to the lru memory only")
+        start, shape = interface_offsets(model.memory._interface_shapes())["write_gate"]
+        bias = model.memory.interface.bias.at[start: start + shape[0]].set(a.lru_write_gate_bias)
+        model = eqx.tree_at(lambda m: m.memory.interface.bias, model, bias)
     optimizer = optax.adam(a.lr)
     if a.clip is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(a.clip), optimizer)
