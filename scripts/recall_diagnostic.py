@@ -66,7 +66,8 @@ def main() -> None:
     p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
     p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
     p.add_argument("--lru-write-gate-bias", type=float, default=None,
-                   help="lru: start the write gates' interface bias at this (default: the library's 0)")
+                   help="lru: start the write gates' interface bias at this (default: the library's"
+                        " initialisation, uniform within +-1/sqrt(hidden), about 0)")
     p.add_argument("--spikes", action="store_true", help="print the gradient norm per part at each spike")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
     p.add_argument("--hidden-size", type=int, default=None,
