@@ -90,6 +90,8 @@ def main() -> None:
 
     if a.psi_with_h and a.model != "introspective":
         p.error("--psi-with-h applies to the introspective memory only")
+    if a.lru_write_gate_bias is not None and a.model != "lru":
+        p.error("--lru-write-gate-bias applies to the lru memory only")
 
     # The frames here are 64-bit patterns for the linear encoder below, not the 32x32 images
     # `GTMM.embed` checks for.
@@ -104,8 +106,6 @@ def main() -> None:
                         (eqx.nn.Linear(bits, cfg.embed_size, key=ke),
                          eqx.nn.Linear(model.decoder.linear.in_features, bits, key=kd)))
     if a.lru_write_gate_bias is not None:
-        if a.model != "lru":
-            p.error("--lru-write-gate-bias applies to the lru memory only")
         start, shape = interface_offsets(model.memory._interface_shapes())["write_gate"]
         bias = model.memory.interface.bias.at[start: start + shape[0]].set(a.lru_write_gate_bias)
         model = eqx.tree_at(lambda m: m.memory.interface.bias, model, bias)
