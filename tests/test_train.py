@@ -22,14 +22,16 @@ def test_short_training_lowers_the_loss(tmp_path, recall_task):
     assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
 
 
-def test_resume_continues_the_same_run(tmp_path, recall_task):
+def test_resume_continues_the_same_run(tmp_path, recall_task, capsys):
     """4 steps straight equals 2 steps, stop, resume to 4 (same data stream and keys)."""
     straight = TrainConfig(model="vrnn", l=3, k=2, steps=4, checkpoint_every=2)
     train(straight, tmp_path / "a", progress=False, task=recall_task)
     first = TrainConfig(model="vrnn", l=3, k=2, steps=2, checkpoint_every=2)
     train(first, tmp_path / "b", progress=False, task=recall_task)
+    assert "resuming" not in capsys.readouterr().err
     out = train(straight, tmp_path / "b", progress=False, task=recall_task)
     assert out["resumed_from"] == 2
+    assert f"resuming from the step-2 checkpoint in {tmp_path / 'b'}" in capsys.readouterr().err
     a = [r["negative_bound"] for r in read_metrics(tmp_path / "a")]
     b = [r["negative_bound"] for r in read_metrics(tmp_path / "b")]
     assert [r["step"] for r in read_metrics(tmp_path / "b")] == [1, 2, 3, 4]

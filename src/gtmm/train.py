@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -693,6 +694,9 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             train_step = parallel.jit(train_step)
 
     label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
+    if start and writes:  # said in words: the bar shows it only as a count that does not start at 0
+        where = run_dirs[0] if len(run_dirs) == 1 else f"{run_dirs[0].parent} ({len(run_dirs)} runs)"
+        print(f"gtmm: {label}: resuming from the step-{start} checkpoint in {where}", file=sys.stderr)
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and writes), desc=label, unit="step",
                dynamic_ncols=True)
     losses = [float("nan")] * len(run_dirs)
