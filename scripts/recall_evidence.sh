@@ -15,12 +15,17 @@
 # STEPS may list stages, "4000 6000": each run trains to the first, is evaluated, resumes to the
 # next, and so on; every stage's evaluation.json and samples.png are kept in the run directory as
 # evaluation-step-N.json and samples-step-N.png (a run keeps only its last few checkpoints, so an
-# earlier stage cannot be evaluated afterwards).
+# earlier stage cannot be evaluated afterwards). A stage whose evaluation-step-N.json every run
+# already has is skipped, so the same command picks up where a killed one stopped.
 # Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=2"
+done_in() {  # STAGE RUN...: whether every run already has this stage's evaluation
+  local stage=$1; shift
+  for run in "$@"; do [[ -f "$run/evaluation-step-$stage.json" ]] || return 1; done
+}
 evaluate() {  # RUN STAGE: evaluate the run's last checkpoint and keep a copy named by the stage
   "$gtmm" evaluate "$1" > /dev/null
   cp "$1/evaluation.json" "$1/evaluation-step-$2.json"
@@ -37,10 +42,14 @@ for model in $models; do
   for stage in $steps; do
     if [[ -n "${SEEDS:-}" ]]; then
       for seed in $SEEDS; do
+        done_in "$stage" "$out/$model/replica-$seed" && continue
         "$gtmm" train "${common[@]}" --steps "$stage" --seed "$seed" --out "$out/$model/replica-$seed"
         evaluate "$out/$model/replica-$seed" "$stage"
       done
     else
+      runs=()
+      for r in 0 1 2; do runs+=("$out/$model/replica-$r"); done
+      done_in "$stage" "${runs[@]}" && continue
       "$gtmm" train "${common[@]}" --steps "$stage" --replicas 3 --out "$out/$model"
       for run in "$out/$model"/replica-*; do
         evaluate "$run" "$stage"

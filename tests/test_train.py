@@ -38,6 +38,25 @@ def test_resume_continues_the_same_run(tmp_path, recall_task, capsys):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_fewer_steps_than_trained_is_refused_and_equal_steps_train_nothing(tmp_path, recall_task, capsys):
+    """--steps below the run's newest checkpoint is an error that changes nothing (it once rewrote the
+    config, trained nothing and reported a NaN loss); --steps equal to it is a no-op that reports the
+    loss logged at that step."""
+    run = tmp_path / "run"
+    train(TrainConfig(model="vrnn", l=3, k=2, steps=4, checkpoint_every=2), run, progress=False, task=recall_task)
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(GtmmError, match="trained to step 4, past --steps 2; pass --steps 4 or more"):
+        train(TrainConfig(model="vrnn", l=3, k=2, steps=2, checkpoint_every=2), run, progress=False, task=recall_task)
+    assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    capsys.readouterr()
+    out = train(TrainConfig(model="vrnn", l=3, k=2, steps=4, checkpoint_every=2), run, progress=False,
+                task=recall_task)
+    assert "already at step 4; nothing to train" in capsys.readouterr().err
+    assert out["resumed_from"] == 4
+    assert out["final_loss"] == read_metrics(run)[-1]["negative_bound"]
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
+
+
 def test_conflicting_run_directory_is_not_touched(tmp_path, recall_task):
     run = tmp_path / "run"
     train(TrainConfig(model="vrnn", l=3, k=2, steps=1), run, progress=False, task=recall_task)

@@ -435,6 +435,11 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, overwrite: bool = False) 
         if diffs:
             raise GtmmError(f"{run_dir} holds a different run ({'; '.join(diffs)}); choose another --out, or pass"
                             " --overwrite to replace it")
+        # Training to fewer steps than the run has would rewrite its config and train nothing.
+        newest = max((step for step, _ in _checkpoint_paths(run_dir)), default=0)
+        if newest > config.steps:
+            raise GtmmError(f"{run_dir} has trained to step {newest}, past --steps {config.steps}; pass --steps {newest}"
+                            " or more to train it further (`gtmm evaluate --step N` evaluates a kept earlier step)")
         return True
     if run_dir.exists() and any(not is_atomic_temp(p) for p in run_dir.iterdir()):
         raise GtmmError(f"{run_dir} exists and is not a gtmm run directory; choose another --out"
@@ -490,6 +495,11 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelCon
         "devices": devices,
         "processes": processes,
     })
+
+
+def _logged_loss(run_dir: Path, step: int) -> float | None:
+    """The bound logged at `step` (None where it was not logged, or at step 0)."""
+    return next((r["negative_bound"] for r in read_metrics(run_dir) if r["step"] == step), None) if step else None
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:
@@ -694,12 +704,16 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             train_step = parallel.jit(train_step)
 
     label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
-    if start and writes:  # said in words: the bar shows it only as a count that does not start at 0
-        where = run_dirs[0] if len(run_dirs) == 1 else f"{run_dirs[0].parent} ({len(run_dirs)} runs)"
+    where = run_dirs[0] if len(run_dirs) == 1 else f"{run_dirs[0].parent} ({len(run_dirs)} runs)"
+    if start == config.steps and writes:
+        print(f"gtmm: {label}: {where} is already at step {start}; nothing to train (pass a larger --steps to go on)",
+              file=sys.stderr)
+    elif start and writes:  # said in words: the bar shows it only as a count that does not start at 0
         print(f"gtmm: {label}: resuming from the step-{start} checkpoint in {where}", file=sys.stderr)
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and writes), desc=label, unit="step",
                dynamic_ncols=True)
-    losses = [float("nan")] * len(run_dirs)
+    # A run already at config.steps trains nothing: its final loss is the one it logged at that step.
+    losses = [_logged_loss(d, start) for d in run_dirs]
     # Every process of a multi-process run sees every loss; their digests show that they agree.
     digests = [hashlib.sha256() for _ in run_dirs]
     last_saved = start
