@@ -12,6 +12,8 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
   --min-std        the floor on the prior's and posterior's standard deviations (default 1e-3)
   --ntm-walk-bias  the NTM's write heads start walking forward one slot per step
                    (ModelConfig.ntm_walk_bias; not in the paper)
+  --reads          lru: the largest read weight and the read strengths beta at every printed step
+                   (as scripts/lru_reads.py reports them for a trained run)
   --spikes         print where the gradient lands (norm per part of the model) at every step whose
                    norm is over 20x the median of the last 200 steps
   --psi-with-h     the introspective memory context also carries the controller state h_t, as the
@@ -38,6 +40,8 @@ from gtmm.memories import introspective
 from gtmm.memories.base import interface_offsets, split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
 from gtmm.train import tree_norm
+
+import lru_reads  # noqa: E402  (scripts/, beside this file)
 
 
 def gradient_parts(grads, memory) -> dict:
@@ -68,6 +72,11 @@ def main() -> None:
     p.add_argument("--lru-write-gate-bias", type=float, default=None,
                    help="lru: start the write gates' interface bias at this (default: the library's"
                         " initialisation, uniform within +-1/sqrt(hidden), about 0)")
+    p.add_argument("--lru-strength-bias", type=float, default=None,
+                   help="lru: start the read strengths' interface bias at this (beta = softplus(bias); default:"
+                        " the library's initialisation, about 0, so beta is about 0.69)")
+    p.add_argument("--reads", action="store_true",
+                   help="lru: also print the largest read weight (mean over heads and steps) and the read strengths")
     p.add_argument("--spikes", action="store_true", help="print the gradient norm per part at each spike")
     p.add_argument("--min-std", type=float, default=None, help="floor on the Gaussians' std (default: the library's)")
     p.add_argument("--hidden-size", type=int, default=None,
@@ -90,8 +99,9 @@ def main() -> None:
 
     if a.psi_with_h and a.model != "introspective":
         p.error("--psi-with-h applies to the introspective memory only")
-    if a.lru_write_gate_bias is not None and a.model != "lru":
-        p.error("--lru-write-gate-bias applies to the lru memory only")
+    for flag in ("lru_write_gate_bias", "lru_strength_bias", "reads"):
+        if getattr(a, flag) not in (None, False) and a.model != "lru":
+            p.error(f"--{flag.replace('_', '-')} applies to the lru memory only")
 
     # The frames here are 64-bit patterns for the linear encoder below, not the 32x32 images
     # `GTMM.embed` checks for.
@@ -105,10 +115,11 @@ def main() -> None:
     model = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
                         (eqx.nn.Linear(bits, cfg.embed_size, key=ke),
                          eqx.nn.Linear(model.decoder.linear.in_features, bits, key=kd)))
-    if a.lru_write_gate_bias is not None:
-        start, shape = interface_offsets(model.memory._interface_shapes())["write_gate"]
-        bias = model.memory.interface.bias.at[start: start + shape[0]].set(a.lru_write_gate_bias)
-        model = eqx.tree_at(lambda m: m.memory.interface.bias, model, bias)
+    for part, value in (("write_gate", a.lru_write_gate_bias), ("strengths", a.lru_strength_bias)):
+        if value is not None:
+            start, shape = interface_offsets(model.memory._interface_shapes())[part]
+            bias = model.memory.interface.bias.at[start: start + shape[0]].set(value)
+            model = eqx.tree_at(lambda m: m.memory.interface.bias, model, bias)
     optimizer = optax.adam(a.lr)
     if a.clip is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(a.clip), optimizer)
@@ -122,6 +133,7 @@ def main() -> None:
         return (eqx.apply_updates(model, updates), opt_state, loss, jnp.mean(terms.kl, axis=0),
                 tree_norm(grads), gradient_parts(grads, model.memory) if a.spikes else {})
 
+    read_trace = eqx.filter_jit(jax.vmap(lru_reads.trace, in_axes=(None, 0, 0, 0)))
     rng = np.random.default_rng(a.seed)
     table = rng.integers(0, 2, (patterns, bits)).astype(np.float32)
     start, largest, history = time.time(), 0.0, []
@@ -139,9 +151,14 @@ def main() -> None:
         largest = max(largest, float(norm))
         if i % a.every == 0:
             kl = np.asarray(kl)
+            reads = ""
+            if a.reads:
+                _, weights, _, _, strengths = read_trace(model, x, context, jax.random.split(jax.random.PRNGKey(i), batch))
+                beta = " ".join(f"{v:.2f}" for v in np.asarray(strengths).mean((0, 1)))
+                reads = f" largest_read_weight {float(weights.max(-1).mean()):.4f} beta {beta}"
             print(f"{a.model} step {i} loss {float(loss):.1f} kl_first_l {kl[: a.l].mean():.2f} "
-                  f"kl_recall {kl[a.l :].mean():.2f} largest_grad_norm {largest:.0f} ({time.time() - start:.0f} s)",
-                  flush=True)
+                  f"kl_recall {kl[a.l :].mean():.2f} largest_grad_norm {largest:.0f} ({time.time() - start:.0f} s)"
+                  + reads, flush=True)
             largest = 0.0
 
 
