@@ -713,7 +713,7 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and writes), desc=label, unit="step",
                dynamic_ncols=True)
     # A run already at config.steps trains nothing: its final loss is the one it logged at that step.
-    losses = [_logged_loss(d, start) for d in run_dirs]
+    losses = [_logged_loss(d, start) if start == config.steps else None for d in run_dirs]
     # Every process of a multi-process run sees every loss; their digests show that they agree.
     digests = [hashlib.sha256() for _ in run_dirs]
     last_saved = start
