@@ -498,8 +498,8 @@ def _write_run_config(run_dir: Path, config: TrainConfig, model_config: ModelCon
 
 
 def _logged_loss(run_dir: Path, step: int) -> float | None:
-    """The bound logged at `step` (None where it was not logged, or at step 0)."""
-    return next((r["negative_bound"] for r in read_metrics(run_dir) if r["step"] == step), None) if step else None
+    """The bound logged at `step` (None where it was not logged)."""
+    return next((r["negative_bound"] for r in read_metrics(run_dir) if r["step"] == step), None)
 
 
 def _drop_metrics_after(path: Path, step: int) -> None:
