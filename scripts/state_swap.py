@@ -2,11 +2,11 @@
 
 One held-out batch is run through the model (latents from the posterior, as in training). At one
 step s, one part of the recurrent state carried into step s (the controller's LSTM state (h, c),
-the memory, the previous reads, the previous latent z_{s-1}, ...) is replaced by the same part of
-another sequence of the batch, at the same step; everything else runs on unchanged. Every
-sequence has the same layout in time, so a swap moves only what is particular to a sequence.
-The KL at a recall step l + j rises when the swapped part held what step l + j recalls; it stays
-as it was when the model kept it elsewhere. Steps before s are untouched by construction.
+the memory, the previous reads, the previous latent z_{s-1}, for the VRNN the previous frame, ...)
+is replaced by the same part of another sequence of the batch, at the same step; everything else
+runs on unchanged. Every sequence has the same layout in time, so a swap moves only what is
+particular to a sequence. The KL at a recall step l + j rises when the swapped part held what
+step l + j recalls; it stays as it was when the model kept it elsewhere. Steps before s are untouched by construction.
 
 Prints, for each part, a table: rows are the step s the swap enters, columns the KL (mean over the
 batch) at the recall steps l + 1 .. T.
@@ -39,9 +39,11 @@ def state_parts(state) -> dict[str, tuple[str, ...]]:
     return parts
 
 
-def swapped_kl(model, embeddings, context, noise, swap_at, memory_fields: tuple[str, ...], swap_latent: bool):
-    """Per-step KL, mean over the batch, with the named memory-state fields (and, if asked, the previous
-    latent z) replaced by the previous sequence's as they enter step `swap_at` (0-based; -1: no swap)."""
+def swapped_kl(model, embeddings, context, noise, swap_at, memory_fields: tuple[str, ...],
+               carry_fields: tuple[str, ...] = ()):
+    """Per-step KL, mean over the batch, with the named memory-state fields (and of "latent" and "frame", the
+    previous latent z and frame embedding e(x) named in `carry_fields`) replaced by the previous
+    sequence's as they enter step `swap_at` (0-based; -1: no swap)."""
     B, T = embeddings.shape[:2]
     carry = jax.vmap(lambda _: model.initial_carry())(jnp.arange(B))
     roll = lambda x: jnp.roll(x, 1, axis=0)  # noqa: E731
@@ -52,7 +54,8 @@ def swapped_kl(model, embeddings, context, noise, swap_at, memory_fields: tuple[
         here = t == swap_at
         swap = lambda x: jnp.where(here, roll(x), x)  # noqa: E731
         state = state._replace(**{f: jax.tree_util.tree_map(swap, getattr(state, f)) for f in memory_fields})
-        z = swap(z) if swap_latent else z
+        z = swap(z) if "latent" in carry_fields else z
+        e_prev = swap(e_prev) if "frame" in carry_fields else e_prev
         carry, out = jax.vmap(model.step)((state, z, e_prev), (e, c, eps, jnp.ones(B, bool)))
         return carry, out[2].mean(0)
 
@@ -89,20 +92,22 @@ def main() -> None:
     noise = jax.vmap(lambda k: jax.random.normal(k, (T, model.latent_size)))(keys)
     embeddings = eqx.filter_jit(lambda m, f: jax.vmap(m.embed)(f))(model, jnp.asarray(batch.frames))
     context = jnp.asarray(batch.context)
-    parts = {name: (fields, False) for name, fields in state_parts(model.initial_carry()[0]).items()}
-    parts["previous latent z"] = ((), True)
+    parts = {name: (fields, ()) for name, fields in state_parts(model.initial_carry()[0]).items()}
+    parts["previous latent z"] = ((), ("latent",))
+    if model.reads_observation:  # the VRNN's step also reads the previous frame
+        parts["previous frame e(x)"] = ((), ("frame",))
     run = eqx.filter_jit(swapped_kl)  # compiled once per part: the swap step is an array argument
     l = config.l
-    base = np.asarray(run(model, embeddings, context, noise, jnp.asarray(-1), (), False))
+    base = np.asarray(run(model, embeddings, context, noise, jnp.asarray(-1), ()))
     print(f"{a.run_dir}, {config.model}, step {step}: KL (nats, mean over {a.batch_size} held-out sequences) at the"
           f" recall steps {l + 1}-{T}; mean KL over steps 1-{l} without a swap: {base[:l].mean():.2f}")
     header = "| swap enters step | " + " | ".join(f"KL step {t}" for t in range(l + 1, T + 1)) + " |"
     rule = "| --- " * (T - l + 1) + "|"
     row = lambda label, kl: f"| {label} | " + " | ".join(f"{v:.2f}" for v in kl[l:]) + " |"  # noqa: E731
-    for name, (fields, latent) in parts.items():
+    for name, (fields, carried) in parts.items():
         print(f"\n{name} swapped\n\n{header}\n{rule}\n{row('none', base)}")
         for s in at:
-            print(row(s, np.asarray(run(model, embeddings, context, noise, jnp.asarray(s - 1), fields, latent))))
+            print(row(s, np.asarray(run(model, embeddings, context, noise, jnp.asarray(s - 1), fields, carried))))
 
 
 if __name__ == "__main__":

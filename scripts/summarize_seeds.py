@@ -14,6 +14,9 @@ from gtmm.report import mean_se
 
 if len(sys.argv) < 2:
     sys.exit(__doc__.strip().splitlines()[-1])
+if sys.argv[1] in ("-h", "--help"):
+    print(__doc__.strip())
+    sys.exit(0)
 paths = []
 for arg in map(Path, sys.argv[1:]):
     if not arg.exists():

@@ -33,13 +33,13 @@ def test_swaps_touch_only_later_steps_and_no_swap_is_the_library_unroll(lru_run)
     noise = jax.random.normal(jax.random.PRNGKey(1), (3, T, model.latent_size))
     embeddings = jax.vmap(model.embed)(jnp.asarray(batch.frames))
     context = jnp.asarray(batch.context)
-    base = np.asarray(state_swap.swapped_kl(model, embeddings, context, noise, jnp.asarray(-1), (), False))
+    base = np.asarray(state_swap.swapped_kl(model, embeddings, context, noise, jnp.asarray(-1), ()))
     own = jax.vmap(lambda e, c, n: model.unroll(e, c, n, jnp.ones(T, bool)).kl)(embeddings, context, noise)
     np.testing.assert_allclose(base, np.asarray(own).mean(0), rtol=1e-5, atol=1e-5)
-    for fields, latent in [(("memory",), False), (("h", "c"), False), ((), True)]:
-        kl = np.asarray(state_swap.swapped_kl(model, embeddings, context, noise, jnp.asarray(2), fields, latent))
+    for fields, carried in [(("memory",), ()), (("h", "c"), ()), ((), ("latent",))]:
+        kl = np.asarray(state_swap.swapped_kl(model, embeddings, context, noise, jnp.asarray(2), fields, carried))
         np.testing.assert_array_equal(kl[:2], base[:2])  # steps 1-2 come before the swap
-        assert np.abs(kl[2:] - base[2:]).max() > 1e-4, (fields, latent)  # another sequence's state changes the KL
+        assert np.abs(kl[2:] - base[2:]).max() > 1e-4, (fields, carried)  # another sequence's state changes the KL
 
 
 def test_parts_group_the_controller_and_leave_out_counters(lru_run):
