@@ -1,14 +1,13 @@
 """scripts/claims.py: the verdict rule of the reproduction page (docs/results/reproduction.md)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("claims", Path(__file__).resolve().parents[1] / "scripts" / "claims.py")
-claims = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(claims)
+from tests._scripts import load_script
+
+claims = load_script("claims")
 
 
 def _write(folder: Path, recall: dict[str, list[float]], before: float = 10.0) -> None:

@@ -1,17 +1,13 @@
 """scripts/kl_windows.py: the windows and the spike list a note quotes come out of metrics.jsonl as stated."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from gtmm.errors import GtmmError
+from tests._scripts import load_script
 
-_path = Path(__file__).resolve().parents[1] / "scripts" / "kl_windows.py"
-_spec = importlib.util.spec_from_file_location("kl_windows", _path)
-kl_windows = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(kl_windows)
+kl_windows = load_script("kl_windows")
 
 
 def _run(tmp_path, norms):

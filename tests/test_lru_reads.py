@@ -1,17 +1,13 @@
 """scripts/lru_reads.py: on a trained LRU run it reads the model's own memory state; other runs are refused."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
 from gtmm.train import TrainConfig, train
+from tests._scripts import load_script
 
-_path = Path(__file__).resolve().parents[1] / "scripts" / "lru_reads.py"
-_spec = importlib.util.spec_from_file_location("lru_reads", _path)
-lru_reads = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lru_reads)
+lru_reads = load_script("lru_reads")
 
 
 def _main(monkeypatch, *args):

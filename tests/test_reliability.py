@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import equinox as eqx
@@ -35,6 +34,7 @@ from gtmm.train import (
     read_metrics,
     train,
 )
+from tests._scripts import load_script
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,11 +323,8 @@ def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
     """The full numerics sweep runs in pieces: a model-input run in the ledger is not rerun, a torn
     last line (a killed writer) is cut before the next entry, and coverage counts seeds per pair."""
     import argparse
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("reliability", ROOT / "scripts" / "reliability.py")
-    rel = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rel)
+    rel = load_script("reliability")
     path = tmp_path / "ledger.jsonl"
     key = {"model": "vrnn", "input": "adversarial-black", "seeds": [0, 10], "steps": 300, "batch_size": 2,
            "hidden": 16, "debug_nans": False}
@@ -349,11 +346,8 @@ def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
 def test_the_kill_checks_reading_of_a_resumed_log():
     """scripts/reliability.py's kill check: a resume from step 25 after steps 26-28 were logged
     rewrites them, so the log is 1..n once each; a log that kept them, or skipped steps, is wrong."""
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("reliability", ROOT / "scripts" / "reliability.py")
-    rel = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rel)
+    rel = load_script("reliability")
     log = lambda steps: [{"step": s} for s in steps]  # noqa: E731
     assert rel.resume_problems(log(range(1, 53)), 25) == []
     assert rel.resume_problems(log([*range(1, 29), *range(26, 53)]), 25) == ["the log's steps are not 1..55, each once"]

@@ -1,8 +1,6 @@
 """scripts/replay_steps.py: retraining a stretch of a run from a checkpoint gives the run's own steps."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +8,10 @@ import pytest
 from gtmm.errors import GtmmError
 from gtmm.memories.base import InterfaceMemory
 from gtmm.train import TrainConfig, train
+from tests._scripts import SCRIPTS, load_script
 
-_path = Path(__file__).resolve().parents[1] / "scripts" / "replay_steps.py"
-sys.path.insert(0, str(_path.parent))  # the script imports recall_diagnostic beside it
-_spec = importlib.util.spec_from_file_location("replay_steps", _path)
-replay_steps = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(replay_steps)
+sys.path.insert(0, str(SCRIPTS))  # the script imports recall_diagnostic beside it
+replay_steps = load_script("replay_steps")
 
 
 def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recall_task):

@@ -1,9 +1,7 @@
 """scripts/state_swap.py: a swap changes nothing before it, does change what follows, and without a swap the
 script steps the model exactly as the library's own unroll does."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,11 +9,9 @@ import numpy as np
 import pytest
 
 from gtmm.train import TrainConfig, load_trained, train
+from tests._scripts import load_script
 
-_path = Path(__file__).resolve().parents[1] / "scripts" / "state_swap.py"
-_spec = importlib.util.spec_from_file_location("state_swap", _path)
-state_swap = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(state_swap)
+state_swap = load_script("state_swap")
 
 
 @pytest.fixture(scope="module")
