@@ -17,7 +17,9 @@
 # evaluation-step-N.json and samples-step-N.png (a run keeps only its last few checkpoints, so an
 # earlier stage cannot be evaluated afterwards). A stage whose evaluation-step-N.json every run
 # already has is skipped, so the same command picks up where a killed one stopped.
-# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
+# KEEP_EVERY=N also keeps every N-th step's checkpoint (`gtmm train --keep-every`), so a run that
+# loses its recall can be examined from a checkpoint before the loss; it changes no number.
+# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
@@ -39,6 +41,7 @@ for model in $models; do
   esac
   common=(--model "$model" --task perfect-recall --l 15 --k 5 --clip-grad-norm 5000
           --checkpoint-every 100 --devices 2 "${extra[@]}" --no-progress)
+  if [[ -n "${KEEP_EVERY:-}" ]]; then common+=(--keep-every "$KEEP_EVERY"); fi
   for stage in $steps; do
     if [[ -n "${SEEDS:-}" ]]; then
       for seed in $SEEDS; do
