@@ -19,17 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gtmm.errors import GtmmError
-from gtmm.model import batch_terms, loss_fn
-from gtmm.train import step_key, tree_norm
+from gtmm.train import tree_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spike_response import load_with_optimizer  # noqa: E402
+from spike_response import check_one_rate, load_with_optimizer, stepper  # noqa: E402
 
 
 def main() -> None:
@@ -46,26 +42,14 @@ def main() -> None:
             raise GtmmError(f"--steps and --batch-size must be at least 1 and --lr-scale positive, got {a.steps},"
                             f" {a.batch_size} and {a.lr_scale}")
         config, task, model, optimizer, opt_state, step = load_with_optimizer(a.run_dir, a.step)
+        check_one_rate(config, step, step + a.steps)
         outside = [s for s in a.skip if not step < s <= step + a.steps]
         if outside:
             raise GtmmError(f"--skip {outside}: the steps traced from the step-{step} checkpoint are"
                             f" {step + 1}-{step + a.steps}")
     except GtmmError as e:
         sys.exit(f"heldout_trace: {e}")
-    held_out = task.batch("eval", a.batch_size, 0, 0)
-    # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
-    held_out = (jnp.asarray(held_out.frames), jnp.asarray(held_out.context), jax.random.PRNGKey(0))
-    kl_of = eqx.filter_jit(lambda m, f, c, k: jnp.mean(batch_terms(m, f, c, k).kl, axis=0))
-    grad_of = eqx.filter_jit(eqx.filter_grad(lambda m, f, c, k: loss_fn(m, f, c, k)[0]))
-
-    @eqx.filter_jit
-    def update(m, state, grads):
-        updates, state = optimizer.update(grads, state, eqx.filter(m, eqx.is_array))
-        return eqx.apply_updates(m, jax.tree_util.tree_map(lambda u: u * a.lr_scale, updates)), state
-
-    def kl_pair(m) -> str:
-        kl = np.asarray(kl_of(m, *held_out))
-        return f"{kl[:config.l].mean():.2f} / {kl[config.l:].mean():.2f}"
+    kl_pair, batch, grad_of, update = stepper(config, task, optimizer, a.batch_size, a.lr_scale)
 
     print(f"{a.run_dir}, {config.model}, from the step-{step} checkpoint, updates x {a.lr_scale:g}: held-out KL over"
           f" steps 1-{config.l} / recall steps {config.l + 1}-{config.l + config.k} ({a.batch_size} sequences)\n")
@@ -75,8 +59,7 @@ def main() -> None:
         if s + 1 in a.skip:
             print(f"| {s + 1} | skipped | {kl_pair(m)} |", flush=True)
             continue
-        b = task.batch("train", config.batch_size, config.seed, s)
-        g = grad_of(m, jnp.asarray(b.frames), jnp.asarray(b.context), step_key(config.seed, s))
+        g = grad_of(m, *batch(s))
         m, state = update(m, state, g)
         print(f"| {s + 1} | {float(tree_norm(g)):.0f} | {kl_pair(m)} |", flush=True)
 

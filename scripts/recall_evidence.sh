@@ -19,7 +19,10 @@
 # already has is skipped, so the same command picks up where a killed one stopped.
 # KEEP_EVERY=N also keeps every N-th step's checkpoint (`gtmm train --keep-every`), so a run that
 # loses its recall can be examined from a checkpoint before the loss; it changes no number.
-# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
+# LR_DROPS="12000:3e-4 ..." trains the steps after 12,000 at 3e-4 (`gtmm train --lr-drop`; not the
+# protocol of the runs in docs/results/perfect-recall-15.md, which kept 1e-3 throughout): use a
+# new OUT_DIR, since a run directory holds one schedule.
+# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] [LR_DROPS="S:LR ..."] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
@@ -42,6 +45,7 @@ for model in $models; do
   common=(--model "$model" --task perfect-recall --l 15 --k 5 --clip-grad-norm 5000
           --checkpoint-every 100 --devices 2 "${extra[@]}" --no-progress)
   if [[ -n "${KEEP_EVERY:-}" ]]; then common+=(--keep-every "$KEEP_EVERY"); fi
+  for drop in ${LR_DROPS:-}; do common+=(--lr-drop "$drop"); done
   for stage in $steps; do
     if [[ -n "${SEEDS:-}" ]]; then
       for seed in $SEEDS; do

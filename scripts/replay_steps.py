@@ -39,6 +39,7 @@ from gtmm.tasks import make_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from recall_diagnostic import gradient_parts  # noqa: E402
+from spike_response import check_one_rate  # noqa: E402
 
 _seen: dict[str, float] = defaultdict(float)  # largest |value| per interface piece over the current step
 
@@ -77,8 +78,7 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     config = read_config(run)
     task = task or make_task(config.task, l=config.l, k=config.k)
     model = build_model(config, read_model_config(run))
-    optimizer = make_optimizer(config)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+    opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
     try:
         header, model, opt_state = read_checkpoint(checkpoint, model, opt_state)
     except DamagedCheckpoint as e:
@@ -89,6 +89,8 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     start = header["step"]  # the checkpoint's own record, whatever the copy is named
     if to <= start:
         raise GtmmError(f"--to {to} is not after the checkpoint's step {start}")
+    check_one_rate(config, start, to)
+    optimizer = make_optimizer(config, start)
     logged = {r["step"]: r["grad_norm"] for r in read_metrics(run)}
     watching = isinstance(model.memory, InterfaceMemory)
 

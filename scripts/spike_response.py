@@ -40,7 +40,46 @@ def load_with_optimizer(run_dir: Path, step: int | None):
         raise GtmmError(f"{run_dir} has no checkpoint at step {step}" if step is not None
                         else f"{run_dir} holds no checkpoint yet; train it first")
     got, model, opt_state = loaded
-    return config, make_task(config.task, l=config.l, k=config.k), model, optimizer, opt_state, got
+    return config, make_task(config.task, l=config.l, k=config.k), model, make_optimizer(config, got), opt_state, got
+
+
+def check_one_rate(config, start: int, end: int) -> None:
+    """These scripts step at one learning rate: refuse a range over which the run's changes."""
+    changes = [at for at, _ in config.lr_drops if start < at < end]
+    if changes:
+        raise GtmmError(f"the run's learning rate changes after step {changes[0]} (its lr drops), inside steps"
+                        f" {start + 1}-{end}; take the steps up to it and from it separately")
+
+
+def stepper(config, task, optimizer, batch_size: int, lr_scale: float = 1.0):
+    """The pieces to retrace a run's training steps outside its loop, for these scripts:
+    `kl_pair(model)`, the held-out KL over the first l steps and over the recall steps
+    ("a / b", `batch_size` sequences); `batch(s)`, the run's training batch and key of metrics
+    step s + 1; `grad_of(model, *batch)`, the loss's gradient; `update(model, state, grads)`,
+    one step of the run's optimiser (its clip and Adam) with the update times `lr_scale`.
+    """
+    held_out = task.batch("eval", batch_size, 0, 0)
+    # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
+    held_out = (jnp.asarray(held_out.frames), jnp.asarray(held_out.context), jax.random.PRNGKey(0))
+    kl_of = eqx.filter_jit(lambda m, f, c, k: jnp.mean(batch_terms(m, f, c, k).kl, axis=0))
+    grad_of = eqx.filter_jit(eqx.filter_grad(lambda m, f, c, k: loss_fn(m, f, c, k)[0]))
+
+    def batch(s):
+        b = task.batch("train", config.batch_size, config.seed, s)
+        return jnp.asarray(b.frames), jnp.asarray(b.context), step_key(config.seed, s)
+
+    @eqx.filter_jit
+    def update(m, state, grads):
+        updates, state = optimizer.update(grads, state, eqx.filter(m, eqx.is_array))
+        if lr_scale != 1.0:  # Adam's update is proportional to its learning rate
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+        return eqx.apply_updates(m, updates), state
+
+    def kl_pair(m) -> str:
+        kl = np.asarray(kl_of(m, *held_out))
+        return f"{kl[:config.l].mean():.2f} / {kl[config.l:].mean():.2f}"
+
+    return kl_pair, batch, grad_of, update
 
 
 def main() -> None:
@@ -58,27 +97,10 @@ def main() -> None:
         if any(not np.isfinite(n) or n <= 0 for n in a.norms):
             raise GtmmError(f"--norms must be positive numbers, got {a.norms}")
         config, task, model, optimizer, opt_state, step = load_with_optimizer(a.run_dir, a.step)
+        check_one_rate(config, step, step + 1 + a.after)
     except GtmmError as e:
         sys.exit(f"spike_response: {e}")
-    held_out = task.batch("eval", a.batch_size, 0, 0)
-    # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
-    held_out = (jnp.asarray(held_out.frames), jnp.asarray(held_out.context), jax.random.PRNGKey(0))
-    kl_of = eqx.filter_jit(lambda m, f, c, k: jnp.mean(batch_terms(m, f, c, k).kl, axis=0))
-
-    def batch(s):
-        b = task.batch("train", config.batch_size, config.seed, s)
-        return jnp.asarray(b.frames), jnp.asarray(b.context), step_key(config.seed, s)
-
-    grad_of = eqx.filter_jit(eqx.filter_grad(lambda m, f, c, k: loss_fn(m, f, c, k)[0]))
-
-    @eqx.filter_jit
-    def update(m, state, grads):
-        updates, state = optimizer.update(grads, state, eqx.filter(m, eqx.is_array))
-        return eqx.apply_updates(m, updates), state
-
-    def kl_pair(m) -> str:
-        kl = np.asarray(kl_of(m, *held_out))
-        return f"{kl[:config.l].mean():.2f} / {kl[config.l:].mean():.2f}"
+    kl_pair, batch, grad_of, update = stepper(config, task, optimizer, a.batch_size)
 
     g = grad_of(model, *batch(step))
     norm = float(tree_norm(g))

@@ -36,6 +36,7 @@ def assert_one_line_error(proc, *words):
     (["--model", "lru", "--slots", "4"], ["slots (4) must be at least read heads (5)"]),
     (["--model", "vrnn", "--keep-every", "0"], ["keep every must be a positive integer"]),
     (["--model", "vrnn", "--keep-every", "150"], ["keep every (150) must be a multiple of checkpoint every (100)"]),
+    (["--model", "vrnn", "--lr-drop", "12000"], ["'12000' is not STEP:LR"]),
 ])
 def test_bad_training_arguments(tmp_path, args, words):
     out = tmp_path / "run"
@@ -121,6 +122,8 @@ def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
     (["train", "--model", "vrnn", "--seed", "4294967295", "--replicas", "2"], ["last replica's seed"]),
     (["train", "--model", "vrnn", "--checkpoint-every", "0"], ["checkpoint every must be a positive integer"]),
     (["train", "--model", "vrnn", "--lr", "-1"], ["learning rate must be a positive number"]),
+    (["train", "--model", "vrnn", "--lr-drop", "300:1e-4", "--lr-drop", "200:1e-5"],
+     ["lr drop steps must be positive and increasing, got [300, 200]"]),
     (["train", "--model", "ntm", "--word-size", "0"], ["word size must be positive"]),
 ])
 def test_bad_task_arguments(tmp_path, capsys, args, words):
@@ -217,3 +220,14 @@ def test_train_command_carries_keep_every():
     words = train_command(TrainConfig(model="vrnn", keep_every=200), "runs/x").split()
     assert words[words.index("--keep-every") + 1] == "200"
     assert "--keep-every" not in train_command(TrainConfig(model="vrnn"), "runs/x").split()
+
+
+def test_train_command_carries_lr_drops():
+    """The printed command parses back to the same learning-rate drops."""
+    from gtmm.cli import _parser, train_command
+    from gtmm.train import TrainConfig
+
+    drops = ((12000, 3e-4), (20000, 1e-4))
+    words = train_command(TrainConfig(model="lru", lr_drops=drops), "runs/x").split()
+    assert words.count("--lr-drop") == 2
+    assert tuple(_parser().parse_args(words[1:]).lr_drop) == drops

@@ -251,6 +251,40 @@ def test_a_fork_with_the_same_settings_repeats_the_source_and_a_changed_clip_bra
     assert _files(straight) == before
 
 
+def test_an_lr_drop_equals_training_to_it_and_forking_with_the_new_rate(straight, tmp_path, recall_task):
+    """lr_drops ((4, 1e-4)): the straight run's numbers to step 5 (its loss comes before the first
+    update at the new rate), then those of a fork of the straight run at step 4 with lr 1e-4, to the
+    bit; a run stopped after the drop resumes at the new rate; a resume with other drops is refused."""
+    dropped = tmp_path / "dropped"
+    train(_tiny(8, lr_drops=((4, 1e-4),)), dropped, progress=False, task=recall_task)
+    ours, theirs = _numbers(dropped), _numbers(straight)
+    assert ours[:5] == theirs[:5] and ours[5]["negative_bound"] != theirs[5]["negative_bound"]
+    forked = tmp_path / "forked"
+    fork_run(straight, forked, 4, learning_rate=1e-4)
+    train(_tiny(8, learning_rate=1e-4), forked, progress=False, task=recall_task)
+    assert _numbers(forked) == ours
+    assert all(np.array_equal(a, b) for a, b in zip(_params(forked), _params(dropped)))
+    resumed = tmp_path / "resumed"
+    train(_tiny(6, lr_drops=[[4, 1e-4]]), resumed, progress=False, task=recall_task)  # as config.json holds it
+    assert train(_tiny(8, lr_drops=((4, 1e-4),)), resumed, progress=False, task=recall_task)["resumed_from"] == 6
+    assert _numbers(resumed) == ours
+    with pytest.raises(GtmmError, match="different run .*lr_drops"):
+        train(_tiny(10, lr_drops=((4, 1e-5),)), resumed, progress=False, task=recall_task)
+
+
+@pytest.mark.parametrize("drops,words", [
+    (((5, 1e-4), (3, 1e-5)), "positive and increasing, got \\[5, 3\\]"),
+    (((0, 1e-4),), "positive and increasing"),
+    (((5, -1.0),), "learning rates must be positive numbers, got \\[-1.0\\]"),
+    (((5, float("nan")),), "learning rates must be positive numbers"),
+    ((("5", 1e-4),), "must be \\(step, learning rate\\) pairs"),
+    ("5:1e-4", "must be \\(step, learning rate\\) pairs"),
+])
+def test_bad_lr_drops_are_refused(drops, words):
+    with pytest.raises(GtmmError, match=words):
+        _tiny(4, lr_drops=drops).validate()
+
+
 @pytest.mark.parametrize("kwargs,words", [
     ({"step": 5}, "no checkpoint at step 5; it has steps 4, 6, 8"),
     ({"model": "dnc"}, "can change only"),

@@ -23,6 +23,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _lr_drop(text: str) -> tuple[int, float]:
+    step, _, lr = text.partition(":")
+    try:
+        return int(step), float(lr)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not STEP:LR (e.g. 12000:3e-4)") from None
+
+
 _L_HELP = ("length of the random sequence (pre-recall interval); mnist-maze: steps observed before generation;"
            " default: the task's (perfect/parity recall 15, mnist-maze 13, others 20)")
 _K_HELP = "length of the recall interval; mnist-maze: steps generated (walk length l + k); default: 5 (mnist-maze 12)"
@@ -48,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     model_and_task(t)
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 when T > 100")
+    t.add_argument("--lr-drop", type=_lr_drop, action="append", default=[], metavar="STEP:LR",
+                   help="train the steps after STEP at LR (repeat for more; not in the paper): the same as training"
+                        " to STEP and forking with --lr LR")
     t.add_argument("--clip-grad-norm", type=float, default=None,
                    help="clip the gradient's global norm to this before Adam (default: none, as the paper; see"
                         " docs/results/recall-diagnostic.md)")
@@ -216,6 +227,8 @@ def train_command(config, out: str) -> str | None:
     for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm)):
         if value is not None:
             words += [f"--{flag}", repr(value)]
+    for step, lr in config.lr_drops:
+        words += ["--lr-drop", f"{step}:{lr!r}"]
     for name, value in config.model_overrides.items():
         if name not in _MODEL_FLAGS:
             return None
@@ -236,7 +249,8 @@ def _run(args) -> int:
 
         overrides = {k: v for k in _MODEL_FLAGS if (v := getattr(args, k)) is not None and v is not False}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
-                             batch_size=args.batch_size, learning_rate=args.lr, clip_grad_norm=args.clip_grad_norm,
+                             batch_size=args.batch_size, learning_rate=args.lr, lr_drops=tuple(args.lr_drop),
+                             clip_grad_norm=args.clip_grad_norm,
                              seed=args.seed, checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
                              model_overrides=overrides).validate()
         if args.replicas == 1:

@@ -73,6 +73,10 @@ class TrainConfig:
     # paper; keeps a learned recall from being wiped out by gradient spikes
     # (docs/results/recall-diagnostic.md). The norm scales with the loss; metrics log `grad_norm`.
     clip_grad_norm: float | None = None
+    # Piecewise-constant learning rate: ((step, lr), ...), the updates after `step` at `lr` (not in
+    # the paper, whose rate is constant; a learned recall can be lost to ordinary steps at 1e-3,
+    # docs/results/perfect-recall-15.md). Equal to training to `step` and forking with --lr.
+    lr_drops: tuple[tuple[int, float], ...] = ()
     seed: int = 0
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
@@ -82,6 +86,10 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. hidden_size
 
     def __post_init__(self):
+        # config.json holds the pairs as lists; keep one (hashable) form
+        drops = self.lr_drops
+        if isinstance(drops, (list, tuple)) and all(isinstance(d, (list, tuple)) and len(d) == 2 for d in drops):
+            object.__setattr__(self, "lr_drops", tuple((d[0], d[1]) for d in drops))
         if self.task in TASKS:  # an unknown task is reported by validate()
             for name in ("l", "k"):
                 if getattr(self, name) is None:
@@ -100,6 +108,7 @@ class TrainConfig:
                                 f" ({self.checkpoint_every}): checkpoints are written only at multiples of it")
         if self.learning_rate is not None and not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise GtmmError(f"learning rate must be a positive number, got {self.learning_rate}")
+        self._check_lr_drops()
         if self.clip_grad_norm is not None:
             check_positive_number("clip grad norm", self.clip_grad_norm, " (or left out for no clipping)")
         known = {f.name for f in fields(ModelConfig)} - {"model", "sequence_length"}
@@ -108,6 +117,27 @@ class TrainConfig:
             raise GtmmError(f"unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
         self.model_config()  # bad memory settings fail here, before data is loaded or anything compiled
         return self
+
+    def _check_lr_drops(self) -> None:
+        drops = self.lr_drops
+        if not isinstance(drops, tuple) or not all(
+                isinstance(d, tuple) and isinstance(d[0], (int, np.integer)) and not isinstance(d[0], bool)
+                and isinstance(d[1], (int, float)) and not isinstance(d[1], bool) for d in drops):
+            raise GtmmError(f"lr drops must be (step, learning rate) pairs, e.g. ((12000, 3e-4),), got {drops!r}")
+        steps = [s for s, _ in drops]
+        if any(s < 1 for s in steps) or steps != sorted(set(steps)):
+            raise GtmmError(f"lr drop steps must be positive and increasing, got {steps}")
+        bad = [lr for _, lr in drops if not (lr > 0 and np.isfinite(lr))]
+        if bad:
+            raise GtmmError(f"lr drop learning rates must be positive numbers, got {bad}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of the update that takes the run from `step` to `step + 1`."""
+        lr = self.lr
+        for at, value in self.lr_drops:
+            if step >= at:
+                lr = value
+        return lr
 
     @property
     def sequence_length(self) -> int:
@@ -140,7 +170,8 @@ def check_seed(seed: int, name: str = "seed") -> int:
 # Settings a resumed run must share with the run on disk (steps may grow).
 # what makes a run directory this run: a resume with any of these changed is refused (clipping
 # changes the optimiser state's structure as well as the numbers)
-_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "clip_grad_norm", "seed", "model_overrides")
+_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm", "seed",
+             "model_overrides")
 
 
 def enable_compile_cache() -> None:
@@ -174,8 +205,10 @@ def read_model_config(run_dir: Path) -> ModelConfig:
         raise GtmmError(f"{run_dir}/config.json is unreadable ({e}); it was not written by this version of gtmm") from None
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    return _optimizer(config.lr, config.clip_grad_norm)
+def make_optimizer(config: TrainConfig, step: int = 0) -> optax.GradientTransformation:
+    """The optimiser of the update from `step` (its learning rate is `config.lr_at(step)`). Adam's
+    state does not hold the rate, so the optimisers of one run share one state."""
+    return _optimizer(config.lr_at(step), config.clip_grad_norm)
 
 
 @functools.cache  # the same object for the same settings, so make_train_step's cache reuses its step
@@ -516,7 +549,7 @@ def _write_metrics(path: Path, records: list[dict]) -> None:
     write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-FORKABLE = ("learning_rate", "clip_grad_norm", "steps")  # what a fork may change: not the model nor the data
+FORKABLE = ("learning_rate", "lr_drops", "clip_grad_norm", "steps")  # what a fork may change: not the model nor the data
 
 
 def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None = None, **changes) -> dict:
@@ -544,6 +577,8 @@ def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None
     if step is None:
         step = saved[-1][0]
     path = _checkpoint_at(source, step, "choose one with --step")
+    if "learning_rate" in changes and "lr_drops" not in changes:  # the new rate holds from `step` on
+        config = replace(config, lr_drops=tuple(d for d in config.lr_drops if d[0] > step))
     model_config = read_model_config(source)
     like = build_model(config, model_config)
     try:  # the new optimiser's state must hold the same arrays (Adam's, with or without the clip)
@@ -688,9 +723,13 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
         params = _stack([eqx.filter(m, eqx.is_array) for m in models])
         static = eqx.filter(models[0], eqx.is_array, inverse=True)
         stacked_model, stacked_opt = eqx.combine(params, static), _stack(opt_states)
-        replica_step = _make_replica_step(optimizer)
-    else:
-        train_step = make_train_step(optimizer)
+
+    def step_fn(step: int):
+        """The compiled step at `step`'s learning rate (one per rate of `config.lr_drops`)."""
+        optimizer = make_optimizer(config, step)
+        fn = _make_replica_step(optimizer) if strategy == "vmap" else make_train_step(optimizer)
+        return fn if parallel is None else parallel.jit(fn)
+
     if parallel is None:
         put_batch, put_key = jnp.asarray, lambda key: key  # noqa: E731
     else:  # the batch axis (the second under vmap) split over the devices; keys whole on each
@@ -698,10 +737,9 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
         put_batch, put_key = (lambda x: parallel.put_batch(x, batch_axis)), parallel.replicate  # noqa: E731
         if strategy == "vmap":
             stacked_model, stacked_opt = parallel.replicate((stacked_model, stacked_opt))
-            replica_step = parallel.jit(replica_step)
         else:
             models, opt_states = parallel.replicate((models, opt_states))
-            train_step = parallel.jit(train_step)
+    lr, train_step = config.lr_at(start), step_fn(start)
 
     label = f"{config.model} {config.task}" + (f" x{len(run_dirs)}" if len(run_dirs) > 1 else "")
     where = run_dirs[0] if len(run_dirs) == 1 else f"{run_dirs[0].parent} ({len(run_dirs)} runs)"
@@ -720,14 +758,16 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
     t0 = time.time()
     try:  # the bar ends its line before any error is printed
         for step in range(start, config.steps):
+            if config.lr_at(step) != lr:  # a drop of config.lr_drops: the step of the new rate
+                lr, train_step = config.lr_at(step), step_fn(step)
             batches = [task.batch("train", config.batch_size, c.seed, step) for c in configs]
             keys = [step_key(c.seed, step) for c in configs]
             if strategy == "vmap":
                 args = (stacked_model, stacked_opt, put_batch(np.stack([b.frames for b in batches])),
                         put_batch(np.stack([b.context for b in batches])), put_key(jnp.stack(keys)))
                 if step == start and parallel is None:
-                    compile_then_release(replica_step, *args)
-                stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = replica_step(*args)
+                    compile_then_release(train_step, *args)
+                stacked_model, stacked_opt, loss_arr, kl, loglik, grad_norm = train_step(*args)
                 outputs = [(loss_arr[i], kl[i], loglik[i], grad_norm[i]) for i in range(len(run_dirs))]
             else:
                 outputs = []
