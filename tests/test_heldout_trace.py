@@ -1,0 +1,91 @@
+"""scripts/heldout_trace.py: its steps are the run's own next training steps, a skipped step changes
+nothing, and --lr-scale scales the step.
+
+The script runs in its own process, as a user runs it: run in the test process, its compiled
+programs were followed, later in the suite, by an abort inside XLA while another test's training
+step was deserialised from JAX's compile cache (2026-12-06; not understood, and not seen with
+the script run apart).
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gtmm.train import TrainConfig, read_metrics, train
+from tests._scripts import SCRIPTS
+from tests.test_spike_response import _held_out_kl
+CONFIG = TrainConfig(model="lru", l=3, k=2, steps=1, batch_size=2, clip_grad_norm=50.0,
+                     model_overrides={"hidden_size": 16})
+
+
+def _run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / "heldout_trace.py"), *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def _rows(*args):
+    """The printed table as {metrics step: (gradient norm, (KL 1-l, KL recall))}."""
+    done = _run(*args)
+    assert done.returncode == 0, done.stderr
+    rows = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] not in ("metrics step", "---"):
+            rows[cells[0]] = (cells[1], tuple(float(x) for x in cells[2].split(" / ")))
+    return rows
+
+
+@pytest.fixture
+def run(tmp_path, recall_task):
+    path = tmp_path / "run"
+    train(CONFIG, path, progress=False, task=recall_task)
+    return path
+
+
+def test_steps_are_the_runs_next_steps(tmp_path, run, recall_task):
+    rows = _rows(run, "--steps", 2, "--batch-size", 2)
+    assert rows["(checkpoint)"][1] == pytest.approx(_held_out_kl(run, 2), abs=0.006)
+    further = tmp_path / "further"
+    shutil.copytree(run, further)
+    train(TrainConfig(**{**CONFIG.__dict__, "steps": 3}), further, progress=False, task=recall_task)
+    logged = {r["step"]: r["grad_norm"] for r in read_metrics(further)}
+    # gtmm's own loop trained the same two steps: the same gradient norms and the same model after them
+    assert float(rows["2"][0]) == pytest.approx(logged[2], rel=1e-3)
+    assert float(rows["3"][0]) == pytest.approx(logged[3], rel=1e-3)
+    np.testing.assert_allclose(rows["3"][1], _held_out_kl(further, 2), atol=0.011)
+
+
+def test_skip_leaves_the_model_and_lr_scale_scales_the_step(run):
+    before = _rows(run, "--steps", 1, "--batch-size", 2)
+    skipped = _rows(run, "--steps", 1, "--batch-size", 2, "--skip", 2)
+    assert skipped["2"] == ("skipped", skipped["(checkpoint)"][1]) and skipped["(checkpoint)"] == before["(checkpoint)"]
+    tiny = _rows(run, "--steps", 1, "--batch-size", 2, "--lr-scale", 1e-6)
+    start, full, small = np.array(before["(checkpoint)"][1]), np.array(before["2"][1]), np.array(tiny["2"][1])
+    assert np.abs(full - start).max() > 0.01  # a whole step moves the held-out KL; a millionth of it does not
+    np.testing.assert_allclose(small, start, atol=0.006)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", 0], "--steps and --batch-size must be at least 1"),
+    (["--lr-scale", -1], "--lr-scale positive"),
+    (["--skip", 30], "--skip \\[30\\]: the steps traced from the step-1 checkpoint are 2-21"),
+    (["--step", 7], "has no checkpoint at step 7"),
+])
+def test_bad_arguments_are_one_line_errors(run, args, message):
+    done = _run(run, *args)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("heldout_trace:")]
+    assert len(lines) == 1 and re.search(message, lines[0])
+
+
+def test_a_range_over_an_lr_drop_is_refused(tmp_path, recall_task):
+    """The script steps at one rate: steps that cross one of the run's lr drops are a one-line error."""
+    run = tmp_path / "dropped"
+    train(TrainConfig(**{**CONFIG.__dict__, "lr_drops": ((2, 1e-4),)}), run, progress=False, task=recall_task)
+    done = _run(run, "--steps", 3)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "heldout_trace: the run's learning rate changes after step 2 (its lr drops), inside steps 2-4" in done.stderr
