@@ -1,10 +1,8 @@
 """scripts/heldout_trace.py: its steps are the run's own next training steps, a skipped step changes
 nothing, and --lr-scale scales the step.
 
-The script runs in its own process, as a user runs it: run in the test process, its compiled
-programs were followed, later in the suite, by an abort inside XLA while another test's training
-step was deserialised from JAX's compile cache (2026-12-06; not understood, and not seen with
-the script run apart).
+The script runs in its own process, as a user runs it. (With these tests the whole suite in one
+process died in a later test inside XLA's compile-cache serialisation; README, Reliability.)
 """
 
 import re
