@@ -31,6 +31,7 @@ from gtmm.train import (
     load_trained,
     make_optimizer,
     read_checkpoint,
+    read_config,
     read_metrics,
     train,
 )
@@ -270,6 +271,9 @@ def test_an_lr_drop_equals_training_to_it_and_forking_with_the_new_rate(straight
     assert _numbers(resumed) == ours
     with pytest.raises(GtmmError, match="different run .*lr_drops"):
         train(_tiny(10, lr_drops=((4, 1e-5),)), resumed, progress=False, task=recall_task)
+    # a fork with a new --lr keeps only the drops after its step; one without keeps them all
+    assert read_config(fork_run(dropped, tmp_path / "relr", 6, learning_rate=1e-5)["run_dir"]).lr_drops == ()
+    assert read_config(fork_run(dropped, tmp_path / "reclip", 6, clip_grad_norm=1.0)["run_dir"]).lr_drops == ((4, 1e-4),)
 
 
 @pytest.mark.parametrize("drops,words", [
