@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -33,8 +34,8 @@ import numpy as np
 from gtmm.errors import GtmmError
 from gtmm.memories.base import InterfaceMemory
 from gtmm.model import loss_fn
-from gtmm.train import (DamagedCheckpoint, build_model, make_optimizer, read_checkpoint, read_config,
-                        read_metrics, read_model_config, step_key, tree_norm)
+from gtmm.train import (DamagedCheckpoint, build_model, enable_compile_cache, make_optimizer, read_checkpoint,
+                        read_config, read_metrics, read_model_config, step_key, tree_norm)
 from gtmm.tasks import make_task
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -71,10 +72,23 @@ def _watching_interface():
         InterfaceMemory._interface = split
 
 
+@functools.cache  # one jitted step per optimiser (make_optimizer's are cached): replays in a process share it
+def _step(optimizer):
+    @eqx.filter_jit
+    def step(model, opt_state, frames, context, key):
+        (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, frames, context, key)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return (eqx.apply_updates(model, updates), opt_state, jnp.mean(terms.kl, axis=0),
+                tree_norm(grads), gradient_parts(grads, model.memory))
+
+    return step
+
+
 def replay(run: Path, checkpoint: Path, to: int, task=None):
     """Retrain `run`'s steps from `checkpoint` to `to`, yielding one record per step: its number,
     gradient norm, the norm the run logged, the KL over the first l and the recall steps, the
     gradient norm per part, and (content-addressed memories) the interface maxima of the step."""
+    enable_compile_cache()
     config = read_config(run)
     task = task or make_task(config.task, l=config.l, k=config.k)
     model = build_model(config, read_model_config(run))
@@ -94,13 +108,7 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     logged = {r["step"]: r["grad_norm"] for r in read_metrics(run)}
     watching = isinstance(model.memory, InterfaceMemory)
 
-    @eqx.filter_jit
-    def step(model, opt_state, frames, context, key):
-        (loss, terms), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, frames, context, key)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-        return (eqx.apply_updates(model, updates), opt_state, jnp.mean(terms.kl, axis=0),
-                tree_norm(grads), gradient_parts(grads, model.memory))
-
+    step = _step(optimizer)
     with _watching_interface() if watching else contextlib.nullcontext():
         for s in range(start, to):
             # The metrics line of step s + 1 records the update computed from batch `s` (train.py).

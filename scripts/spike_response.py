@@ -26,12 +26,13 @@ import numpy as np
 from gtmm.errors import GtmmError
 from gtmm.model import batch_terms, loss_fn
 from gtmm.tasks import make_task
-from gtmm.train import (build_model, load_checkpoint, make_optimizer, read_config, read_model_config, step_key,
-                        tree_norm)
+from gtmm.train import (build_model, enable_compile_cache, load_checkpoint, make_optimizer, read_config,
+                        read_model_config, step_key, tree_norm)
 
 
 def load_with_optimizer(run_dir: Path, step: int | None):
     """(config, task, model, optimiser, its state, step) of the newest checkpoint, or of the one at `step`."""
+    enable_compile_cache()  # these scripts are rerun on one run many times: reuse the compiled steps
     config = read_config(run_dir)
     model = build_model(config, read_model_config(run_dir))
     optimizer = make_optimizer(config)
@@ -55,14 +56,19 @@ def stepper(config, task, optimizer, batch_size: int, lr_scale: float = 1.0):
     """The pieces to retrace a run's training steps outside its loop, for these scripts:
     `kl_pair(model)`, the held-out KL over the first l steps and over the recall steps
     ("a / b", `batch_size` sequences); `batch(s)`, the run's training batch and key of metrics
-    step s + 1; `grad_of(model, *batch)`, the loss's gradient; `update(model, state, grads)`,
-    one step of the run's optimiser (its clip and Adam) with the update times `lr_scale`.
+    step s + 1; `grad_of(model, *batch)`, the loss's gradient and its global norm;
+    `update(model, state, grads)`, one step of the run's optimiser (its clip and Adam) with the
+    update times `lr_scale`. Everything is jitted: an eager op per leaf would compile dozens of
+    small programs.
     """
     held_out = task.batch("eval", batch_size, 0, 0)
     # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
     held_out = (jnp.asarray(held_out.frames), jnp.asarray(held_out.context), jax.random.PRNGKey(0))
     kl_of = eqx.filter_jit(lambda m, f, c, k: jnp.mean(batch_terms(m, f, c, k).kl, axis=0))
-    grad_of = eqx.filter_jit(eqx.filter_grad(lambda m, f, c, k: loss_fn(m, f, c, k)[0]))
+    @eqx.filter_jit
+    def grad_of(m, f, c, k):
+        g = eqx.filter_grad(lambda m: loss_fn(m, f, c, k)[0])(m)
+        return g, tree_norm(g)
 
     def batch(s):
         b = task.batch("train", config.batch_size, config.seed, s)
@@ -102,8 +108,9 @@ def main() -> None:
         sys.exit(f"spike_response: {e}")
     kl_pair, batch, grad_of, update = stepper(config, task, optimizer, a.batch_size)
 
-    g = grad_of(model, *batch(step))
-    norm = float(tree_norm(g))
+    g, norm = grad_of(model, *batch(step))
+    norm = float(norm)
+    scaled = eqx.filter_jit(lambda g, factor: jax.tree_util.tree_map(lambda x: x * factor, g))
     clip = config.clip_grad_norm
     print(f"{a.run_dir}, {config.model}, step {step}: held-out KL over steps 1-{config.l} / recall steps "
           f"{config.l + 1}-{config.l + config.k} ({a.batch_size} sequences): {kl_pair(model)} before the update; "
@@ -112,10 +119,10 @@ def main() -> None:
     for target in [None, norm, *a.norms]:
         m, state = model, opt_state
         if target is not None:
-            m, state = update(m, state, jax.tree_util.tree_map(lambda x: x * (target / max(norm, 1e-12)), g))
+            m, state = update(m, state, scaled(g, target / max(norm, 1e-12)))
         right_after = kl_pair(m)
         for s in range(step + 1, step + 1 + a.after):
-            m, state = update(m, state, grad_of(m, *batch(s)))
+            m, state = update(m, state, grad_of(m, *batch(s))[0])
         label = "skip" if target is None else f"{target:.0f}" + (" (its own)" if target == norm else "")
         clipped = "-" if target is None else f"{min(target, clip) if clip is not None else target:.0f}"
         print(f"| {label} | {clipped} | {right_after} | {kl_pair(m)} |")

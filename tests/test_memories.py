@@ -136,7 +136,7 @@ def test_gradients_are_finite_and_reach_every_parameter(memory):
     name, mem = memory
     leaves = _grads(mem, _sequence(1))
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves), name
-    assert all(float(jnp.abs(g).sum()) > 0 for g in leaves), name
+    assert all(float(np.abs(np.asarray(g)).sum()) > 0 for g in leaves), name
 
 
 def test_zero_memory_zero_keys_zero_inputs_stay_finite(memory):

@@ -74,10 +74,10 @@ def test_gradients_are_finite_and_nonzero(model, batch):
     leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_array))
     assert np.isfinite(float(loss))
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+    assert sum(float(np.abs(np.asarray(g)).sum()) for g in leaves) > 0
     # the memory's parameters receive gradient (it is connected to the bound)
     mem = jax.tree_util.tree_leaves(eqx.filter(grads.memory, eqx.is_array))
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in mem) > 0
+    assert sum(float(np.abs(np.asarray(g)).sum()) for g in mem) > 0
 
 
 def test_generation_shapes_and_observed_prefix(core_model, batch):

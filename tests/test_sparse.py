@@ -121,7 +121,7 @@ def test_tiny_dnc_model_with_sparse_link_and_reads_has_finite_loss_and_gradients
     leaves = jax.tree_util.tree_leaves(eqx.filter(grads.memory, eqx.is_array))
     assert np.isfinite(float(loss))
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+    assert sum(float(np.abs(np.asarray(g)).sum()) for g in leaves) > 0
 
 
 @pytest.mark.parametrize("settings,words", [

@@ -413,7 +413,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, AbstractTask, GTMM, int]:
-    """Config, task, and the model of the newest checkpoint of a run, or of the one at `step`."""
+    """Config, task, and the model of the newest checkpoint of a run, or of the one at `step`.
+
+    Turns on the persistent compile cache, as `train` does: evaluating, sampling and the
+    diagnostics scripts compile the same programs on every call otherwise."""
+    enable_compile_cache()
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if step is not None:
