@@ -25,26 +25,6 @@ def assert_one_line_error(proc, *words):
         assert w in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("args,words", [
-    (["--model", "lstm"], ["unknown model", "lstm"]),
-    (["--model", "vrnn", "--task", "copying"], ["unknown task", "copying"]),
-    (["--model", "vrnn", "--l", "3", "--k", "4"], ["k (4) must not exceed l (3)"]),
-    (["--model", "vrnn", "--steps", "0"], ["steps must be a positive integer"]),
-    (["--model", "vrnn", "--batch-size", "-2"], ["batch size must be a positive integer"]),
-    (["--model", "vrnn", "--hidden-size", "0"], ["hidden size must be positive"]),
-    (["--model", "dnc", "--read-heads", "0"], ["read heads must be positive"]),
-    (["--model", "lru", "--slots", "4"], ["slots (4) must be at least read heads (5)"]),
-    (["--model", "vrnn", "--keep-every", "0"], ["keep every must be a positive integer"]),
-    (["--model", "vrnn", "--keep-every", "150"], ["keep every (150) must be a multiple of checkpoint every (100)"]),
-    (["--model", "vrnn", "--lr-drop", "12000"], ["'12000' is not STEP:LR"]),
-])
-def test_bad_training_arguments(tmp_path, args, words):
-    out = tmp_path / "run"
-    proc = gtmm("train", *args, "--out", str(out))
-    assert_one_line_error(proc, *words)
-    assert not out.exists()
-
-
 def test_argparse_errors_are_one_line():
     assert_one_line_error(gtmm("train", "--model"), "--model")
     assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
@@ -125,13 +105,29 @@ def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
     (["train", "--model", "vrnn", "--lr-drop", "300:1e-4", "--lr-drop", "200:1e-5"],
      ["lr drop steps must be positive and increasing, got [300, 200]"]),
     (["train", "--model", "ntm", "--word-size", "0"], ["word size must be positive"]),
+    (["train", "--model", "lstm"], ["unknown model", "lstm"]),
+    (["train", "--model", "vrnn", "--task", "copying"], ["unknown task", "copying"]),
+    (["train", "--model", "vrnn", "--l", "3", "--k", "4"], ["k (4) must not exceed l (3)"]),
+    (["train", "--model", "vrnn", "--steps", "0"], ["steps must be a positive integer"]),
+    (["train", "--model", "vrnn", "--batch-size", "-2"], ["batch size must be a positive integer"]),
+    (["train", "--model", "vrnn", "--hidden-size", "0"], ["hidden size must be positive"]),
+    (["train", "--model", "dnc", "--read-heads", "0"], ["read heads must be positive"]),
+    (["train", "--model", "lru", "--slots", "4"], ["slots (4) must be at least read heads (5)"]),
+    (["train", "--model", "vrnn", "--keep-every", "0"], ["keep every must be a positive integer"]),
+    (["train", "--model", "vrnn", "--keep-every", "150"], ["keep every (150) must be a multiple of checkpoint every (100)"]),
+    (["train", "--model", "vrnn", "--lr-drop", "12000"], ["'12000' is not STEP:LR"]),
 ])
 def test_bad_task_arguments(tmp_path, capsys, args, words):
-    """In-process: the same path as the command line, without starting a new Python each time."""
+    """In-process: the same path as the command line, without starting a new Python each time
+    (test_argparse_errors_are_one_line and the data tests run the real command line)."""
     from gtmm.cli import main
 
     out = tmp_path / "out"
-    assert main([*args, "--out", str(out)]) == 2
+    try:
+        code = main([*args, "--out", str(out)])
+    except SystemExit as e:  # argparse's own errors exit, as they do from the console script
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("gtmm: error")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -187,29 +183,39 @@ def test_unknown_option_is_one_line(capsys):
     assert err.count("\n") == 1 and err.startswith("gtmm: error: unrecognized arguments: --bogus 1"), err
 
 
-def test_fork_prints_the_command_that_continues_it(tmp_path):
+def test_fork_prints_the_command_that_continues_it(tmp_path, capsys):
     """gtmm fork from the command line: the printed `continue` command resumes the fork from its
-    step with the new clip; a bad --step is one line, exit 2, nothing written."""
+    step with the new clip; a bad --step is one line, exit 2, nothing written. In-process (the
+    console script is `main`; test_argparse_errors_are_one_line runs the real one)."""
     import json
     import shlex
+
+    from gtmm.cli import main
+
+    def error(*args):
+        assert main(list(args)) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("gtmm: error")]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        return lines[0]
 
     run, fork = tmp_path / "run", tmp_path / "fork"
     tiny = ["--model", "vrnn", "--l", "3", "--k", "2", "--batch-size", "2", "--checkpoint-every", "2",
             "--hidden-size", "16", "--no-progress"]
-    assert gtmm("train", *tiny, "--steps", "4", "--out", str(run)).returncode == 0
-    assert_one_line_error(gtmm("fork", str(run), "--out", str(fork), "--step", "3"), "no checkpoint at step 3")
+    assert main(["train", *tiny, "--steps", "4", "--out", str(run)]) == 0
+    assert "no checkpoint at step 3" in error("fork", str(run), "--out", str(fork), "--step", "3")
     assert not fork.exists()
-    assert_one_line_error(gtmm("evaluate", str(run), "--step", "3"), "no checkpoint at step 3", "steps 2, 4")
+    line = error("evaluate", str(run), "--step", "3")
+    assert "no checkpoint at step 3" in line and "steps 2, 4" in line
     assert not (run / "evaluation-step-3.json").exists()
-    proc = gtmm("fork", str(run), "--out", str(fork), "--step", "2", "--clip-grad-norm", "5", "--steps", "3")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    capsys.readouterr()
+    assert main(["fork", str(run), "--out", str(fork), "--step", "2", "--clip-grad-norm", "5", "--steps", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == 2 and summary["changed"] == {"clip_grad_norm": [None, 5.0], "steps": [4, 3]}
     words = shlex.split(summary["continue"])
     assert words[:2] == ["gtmm", "train"] and "--clip-grad-norm" in words and "--hidden-size" in words
-    proc = gtmm(*words[1:], "--no-progress")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["resumed_from"] == 2
+    assert main([*words[1:], "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["resumed_from"] == 2
     assert [json.loads(line)["step"] for line in (fork / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 

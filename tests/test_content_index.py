@@ -41,14 +41,15 @@ def test_index_returns_exactly_the_filled_slots_whose_current_bucket_matches():
     planes = jax.random.normal(jax.random.PRNGKey(1), (tables, bits, Z))
     index, codes_of = empty_index(tables, bits, capacity, slots), {}
     inserted = {}  # (table, bucket) -> slots in insertion order
+    insert, candidates = jax.jit(index_insert), jax.jit(index_candidates)  # one compile each, not one per op
     for t, z in enumerate(_latents(25)):
         slot, codes = t % slots, hash_codes(planes, z)
-        index = index_insert(index, jnp.array(slot), codes, jnp.array(True))
+        index = insert(index, jnp.array(slot), codes, jnp.array(True))
         codes_of[slot] = [int(c) for c in codes]
         for table in range(tables):
             inserted.setdefault((table, codes_of[slot][table]), []).append(slot)
         query = hash_codes(planes, jax.random.normal(jax.random.PRNGKey(100 + t), (Z,)))
-        ids, valid = index_candidates(index, query)
+        ids, valid = candidates(index, query)
         got = sorted(int(i) for i in np.asarray(ids)[np.asarray(valid)])
         expected = set()
         for table in range(tables):
@@ -85,29 +86,37 @@ def _indexed(slots, k, **index):
                              top_k=k, content_index="lsh", key=jax.random.PRNGKey(3), **index)
 
 
+@eqx.filter_jit  # one compiled step rather than an eager op (a small compile) per operation
+def _dense_step(mem, carry, z):
+    store, writes, weights, h, c = carry
+    store = fifo_write(store, writes, z)
+    h_new, c = mem.lstm(z, (h, c))
+    mask = filled_slots(mem.slots, writes)
+    out = mem.keys(h_new).reshape(R, Z + 1)
+    content = masked_content_weights(out[:, :-1], jax.vmap(mem.projection)(store), jax.nn.softplus(out[:, -1]), mask)
+    pi = jax.nn.softmax(mem.mixture(h_new).reshape(R, 2), axis=-1)
+    weights = pi[:, :1] * content + pi[:, 1:] * successor_weights(weights, mask)
+    gates = jax.nn.sigmoid(mem.gate(h)).reshape(R, Z)
+    return (store, writes + 1, weights, h_new, c), ((weights @ store) * gates).reshape(-1)
+
+
 def _dense_reference(mem, latents):
     """The same parameters read densely: pi_content w_content + pi_next w_next over all filled slots."""
-    store, writes, weights = jnp.zeros((mem.slots, Z)), jnp.array(0), jnp.zeros((R, mem.slots))
-    h = c = jnp.zeros(H)
-    psis = []
+    carry, psis = (jnp.zeros((mem.slots, Z)), jnp.array(0), jnp.zeros((R, mem.slots)), jnp.zeros(H), jnp.zeros(H)), []
     for z in latents:
-        store = fifo_write(store, writes, z)
-        h_new, c = mem.lstm(z, (h, c))
-        mask = filled_slots(mem.slots, writes)
-        out = mem.keys(h_new).reshape(R, Z + 1)
-        content = masked_content_weights(out[:, :-1], jax.vmap(mem.projection)(store), jax.nn.softplus(out[:, -1]), mask)
-        pi = jax.nn.softmax(mem.mixture(h_new).reshape(R, 2), axis=-1)
-        weights = pi[:, :1] * content + pi[:, 1:] * successor_weights(weights, mask)
-        gates = jax.nn.sigmoid(mem.gate(h)).reshape(R, Z)
-        psis.append(((weights @ store) * gates).reshape(-1))
-        h, writes = h_new, writes + 1
+        carry, psi = _dense_step(mem, carry, z)
+        psis.append(psi)
     return jnp.stack(psis)
 
 
+_step = eqx.filter_jit(lambda mem, z, state: mem(_inputs(z), state))
+
+
 def _indexed_run(mem, latents):
+    """One step at a time, each step one jitted call (the scan's counterpart)."""
     state, psis = mem.initial_state(), []
     for z in latents:
-        psi, state = mem(_inputs(z), state)
+        psi, state = _step(mem, z, state)
         psis.append(psi)
     return jnp.stack(psis), state
 

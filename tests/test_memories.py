@@ -48,7 +48,7 @@ def test_attention_can_select_one_exact_slot():
     # step t receives z_{t-1}: a dummy z_0 first (never stored), then z_1 .. z_4
     latents = [jnp.array([1.0, 2.0, 3.0]) * i for i in range(5)]
     for z in latents:
-        psi, state = mem(ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
+        psi, state = step(mem, ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
     # at step 5 the store holds z_1..z_4 in slots 0..3: head 0 reads z_3, head 1 reads z_1
     np.testing.assert_allclose(np.asarray(psi[:3]), np.asarray(latents[3]), rtol=1e-3)
     np.testing.assert_allclose(np.asarray(psi[3:]), np.asarray(latents[1]), rtol=1e-3)
@@ -243,9 +243,9 @@ def test_ntm_walk_bias_starts_the_write_head_walking_forward():
     np.testing.assert_array_equal(np.asarray(walking.interface.bias[changed]), [-3, 0, 0, 3])
     state = walking.initial_state()
     for t in range(1, 5):
-        _, state = walking(ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), state)
+        _, state = step(walking, ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), state)
         assert int(jnp.argmax(state.write_weights[0])) == t and float(state.write_weights[0, t]) > 0.6
-    _, still = plain(ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), plain.initial_state())
+    _, still = step(plain, ControllerInput(jnp.zeros(4), jnp.zeros(0), jnp.zeros(0)), plain.initial_state())
     assert float(jnp.max(still.write_weights)) < 0.6  # the default start blurs instead
 
 

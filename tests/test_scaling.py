@@ -22,6 +22,7 @@ import pytest
 from gtmm.cli import main
 from gtmm.errors import GtmmError
 from gtmm.parallel import DataParallel, data_parallel, init_distributed
+from gtmm.report import ensure_evaluated
 from gtmm.sweep import expand_grid, parse_setting, read_grid
 from gtmm.tasks import make_task
 from gtmm.train import _checkpoint_paths, read_metrics, train
@@ -167,12 +168,16 @@ def test_grid_expands_and_refuses_bad_settings():
 LONG = 12  # steps of the runs one of which is killed: long enough to kill one between checkpoints
 
 
-def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(tmp_path):
+def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(one_device, tmp_path):
     """12 runs (2 tasks x steps 2 or 12 x 3 replicas) on a local Ray cluster of 2 CPUs. One
     worker is SIGKILLed while its run is between checkpoints: Ray retries the run, which resumes
     from its checkpoint and ends with every step logged once and the numbers of an uninterrupted
     run; the report aggregates all 12 runs."""
     pytest.importorskip("ray", reason="the sweep extra (pip install 'gtmm[sweep]') is not installed")
+    # The tiny run evaluated here first puts its programs in the persistent compile cache the
+    # workers share; otherwise both workers compile the same step and evaluation at once (most of
+    # this test's time, and nothing it checks).
+    ensure_evaluated(one_device, 1)
     out = tmp_path / "sweep"
     tiny = _tiny(1)
     command = [sys.executable, "-m", "gtmm.cli", "sweep", "--models", tiny.model,
