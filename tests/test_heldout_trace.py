@@ -1,8 +1,9 @@
 """scripts/heldout_trace.py: its steps are the run's own next training steps, a skipped step changes
 nothing, and --lr-scale scales the step.
 
-The script runs in its own process, as a user runs it. (With these tests the whole suite in one
-process died in a later test inside XLA's compile-cache serialisation; README, Reliability.)
+The script runs in its own process, as a user runs it, wherever it compiles. (With these tests
+the whole suite in one process died in a later test inside XLA's compile-cache serialisation;
+README, Reliability.) Its refusals, which come before any compiling, are checked in-process.
 """
 
 import re
@@ -14,8 +15,10 @@ import numpy as np
 import pytest
 
 from gtmm.train import TrainConfig, read_metrics, train
-from tests._scripts import SCRIPTS
+from tests._scripts import SCRIPTS, load_script
 from tests.test_spike_response import _held_out_kl
+
+heldout_trace = load_script("heldout_trace")
 CONFIG = TrainConfig(model="lru", l=3, k=2, steps=1, batch_size=2, clip_grad_norm=50.0,
                      model_overrides={"hidden_size": 16})
 
@@ -37,11 +40,21 @@ def _rows(*args):
     return rows
 
 
-@pytest.fixture
-def run(tmp_path, recall_task):
-    path = tmp_path / "run"
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, recall_task):
+    """One trained step, shared: the script only reads the run (test_steps... trains a copy)."""
+    path = tmp_path_factory.mktemp("heldout") / "run"
     train(CONFIG, path, progress=False, task=recall_task)
     return path
+
+
+def _refused(monkeypatch, capsys, *args) -> str:
+    """The script's one-line refusal, in-process (it stops before compiling anything)."""
+    monkeypatch.setattr(sys, "argv", ["heldout_trace.py", *map(str, args)])
+    with pytest.raises(SystemExit) as stop:
+        heldout_trace.main()
+    assert stop.value.code != 0 and "Traceback" not in capsys.readouterr().err
+    return str(stop.value.code)
 
 
 def test_steps_are_the_runs_next_steps(tmp_path, run, recall_task):
@@ -73,17 +86,16 @@ def test_skip_leaves_the_model_and_lr_scale_scales_the_step(run):
     (["--skip", 30], "--skip \\[30\\]: the steps traced from the step-1 checkpoint are 2-21"),
     (["--step", 7], "has no checkpoint at step 7"),
 ])
-def test_bad_arguments_are_one_line_errors(run, args, message):
-    done = _run(run, *args)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if line.startswith("heldout_trace:")]
-    assert len(lines) == 1 and re.search(message, lines[0])
+def test_bad_arguments_are_one_line_errors(run, monkeypatch, capsys, args, message):
+    refusal = _refused(monkeypatch, capsys, run, *args)
+    assert refusal.startswith("heldout_trace:") and len(refusal.splitlines()) == 1 and re.search(message, refusal)
 
 
-def test_a_range_over_an_lr_drop_is_refused(tmp_path, recall_task):
+def test_a_range_over_an_lr_drop_is_refused(tmp_path, recall_task, monkeypatch, capsys):
     """The script steps at one rate: steps that cross one of the run's lr drops are a one-line error."""
     run = tmp_path / "dropped"
     train(TrainConfig(**{**CONFIG.__dict__, "lr_drops": ((2, 1e-4),)}), run, progress=False, task=recall_task)
-    done = _run(run, "--steps", 3)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert "heldout_trace: the run's learning rate changes after step 2 (its lr drops), inside steps 2-4" in done.stderr
+    refusal = _refused(monkeypatch, capsys, run, "--steps", 3)
+    assert len(refusal.splitlines()) == 1 and refusal.startswith(
+        "heldout_trace: the run's learning rate changes after step 2 (its lr drops), inside steps 2-4")
+
