@@ -1,6 +1,8 @@
 """scripts/lru_reads.py: on a trained LRU run it reads the model's own memory state; other runs are refused."""
 
+import json
 import sys
+from dataclasses import asdict
 
 import pytest
 
@@ -33,8 +35,10 @@ def test_reads_a_trained_lru_run(tmp_path, recall_task, monkeypatch, capsys):
     assert 1 / 25 - 1e-6 <= largest <= 1.0  # a row of 25 weights summing to one has its largest at least 1/25
 
 
-def test_refuses_a_run_of_another_model(tmp_path, recall_task, monkeypatch):
+def test_refuses_a_run_of_another_model(tmp_path, monkeypatch):
+    """Refused from the run's config.json alone, before any model is built: a vrnn run's is enough."""
     run = tmp_path / "run"
-    train(TrainConfig(model="vrnn", l=3, k=2, steps=1, batch_size=2), run, progress=False, task=recall_task)
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": asdict(TrainConfig(model="vrnn", l=3, k=2))}))
     with pytest.raises(SystemExit, match="is a vrnn run on perfect-recall; this reads lru runs"):
         _main(monkeypatch, run)
