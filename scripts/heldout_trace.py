@@ -2,7 +2,8 @@
 by step, and whether skipping some batches or a smaller step size changes that.
 
 From a checkpoint, with the optimiser state saved in it, the run's own next training steps are
-taken one at a time (the run's batches and keys, its clip and Adam; on one device, so they agree
+taken one at a time (the run's batches and keys, its clip and Adam, each update at the run's
+learning rate for it, lr drops included; on one device, so they agree
 with a run trained on several devices closely rather than bit for bit), and after each one the
 held-out KL over the first l steps and over the recall steps is printed with the step's gradient
 norm. `--skip S ...` leaves out the updates of those metrics.jsonl steps (the model and the Adam
@@ -24,7 +25,7 @@ import numpy as np
 from gtmm.errors import GtmmError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from spike_response import check_one_rate, load_with_optimizer, stepper  # noqa: E402
+from spike_response import load_with_optimizer, stepper  # noqa: E402
 
 
 def main() -> None:
@@ -40,15 +41,14 @@ def main() -> None:
         if a.steps < 1 or a.batch_size < 1 or not (np.isfinite(a.lr_scale) and a.lr_scale > 0):
             raise GtmmError(f"--steps and --batch-size must be at least 1 and --lr-scale positive, got {a.steps},"
                             f" {a.batch_size} and {a.lr_scale}")
-        config, task, model, optimizer, opt_state, step = load_with_optimizer(a.run_dir, a.step)
-        check_one_rate(config, step, step + a.steps)
+        config, task, model, opt_state, step = load_with_optimizer(a.run_dir, a.step)
         outside = [s for s in a.skip if not step < s <= step + a.steps]
         if outside:
             raise GtmmError(f"--skip {outside}: the steps traced from the step-{step} checkpoint are"
                             f" {step + 1}-{step + a.steps}")
     except GtmmError as e:
         sys.exit(f"heldout_trace: {e}")
-    kl_pair, batch, grad_of, update = stepper(config, task, optimizer, a.batch_size, a.lr_scale)
+    kl_pair, batch, grad_of, update = stepper(config, task, a.batch_size, a.lr_scale)
 
     print(f"{a.run_dir}, {config.model}, from the step-{step} checkpoint, updates x {a.lr_scale:g}: held-out KL over"
           f" steps 1-{config.l} / recall steps {config.l + 1}-{config.l + config.k} ({a.batch_size} sequences)\n")
@@ -59,7 +59,7 @@ def main() -> None:
             print(f"| {s + 1} | skipped | {kl_pair(m)} |", flush=True)
             continue
         g, norm = grad_of(m, *batch(s))
-        m, state = update(m, state, g)
+        m, state = update(m, state, g, s)  # at the run's rate of this update (its lr drops included)
         print(f"| {s + 1} | {float(norm):.0f} | {kl_pair(m)} |", flush=True)
 
 

@@ -40,7 +40,6 @@ from gtmm.tasks import make_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from recall_diagnostic import gradient_parts  # noqa: E402
-from spike_response import check_one_rate  # noqa: E402
 
 _seen: dict[str, float] = defaultdict(float)  # largest |value| per interface piece over the current step
 
@@ -103,17 +102,16 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     start = header["step"]  # the checkpoint's own record, whatever the copy is named
     if to <= start:
         raise GtmmError(f"--to {to} is not after the checkpoint's step {start}")
-    check_one_rate(config, start, to)
-    optimizer = make_optimizer(config, start)
     logged = {r["step"]: r["grad_norm"] for r in read_metrics(run)}
     watching = isinstance(model.memory, InterfaceMemory)
 
-    step = _step(optimizer)
     with _watching_interface() if watching else contextlib.nullcontext():
         for s in range(start, to):
             # The metrics line of step s + 1 records the update computed from batch `s` (train.py).
             batch = task.batch("train", config.batch_size, config.seed, s)
             _seen.clear()
+            # at the run's rate of the update from s (its lr drops included)
+            step = _step(make_optimizer(config, s))
             model, opt_state, kl, norm, parts = step(model, opt_state, jnp.asarray(batch.frames),
                                                      jnp.asarray(batch.context), step_key(config.seed, s))
             jax.effects_barrier()

@@ -15,6 +15,7 @@ Usage: python scripts/spike_response.py RUN_DIR [--step N] [--norms 2000 5000 15
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from gtmm.train import (build_model, enable_compile_cache, load_checkpoint, make
 
 
 def load_with_optimizer(run_dir: Path, step: int | None):
-    """(config, task, model, optimiser, its state, step) of the newest checkpoint, or of the one at `step`."""
+    """(config, task, model, optimiser state, step) of the newest checkpoint, or of the one at `step`."""
     enable_compile_cache()  # these scripts are rerun on one run many times: reuse the compiled steps
     config = read_config(run_dir)
     model = build_model(config, read_model_config(run_dir))
@@ -41,25 +42,17 @@ def load_with_optimizer(run_dir: Path, step: int | None):
         raise GtmmError(f"{run_dir} has no checkpoint at step {step}" if step is not None
                         else f"{run_dir} holds no checkpoint yet; train it first")
     got, model, opt_state = loaded
-    return config, make_task(config.task, l=config.l, k=config.k), model, make_optimizer(config, got), opt_state, got
+    return config, make_task(config.task, l=config.l, k=config.k), model, opt_state, got
 
 
-def check_one_rate(config, start: int, end: int) -> None:
-    """These scripts step at one learning rate: refuse a range over which the run's changes."""
-    changes = [at for at, _ in config.lr_drops if start < at < end]
-    if changes:
-        raise GtmmError(f"the run's learning rate changes after step {changes[0]} (its lr drops), inside steps"
-                        f" {start + 1}-{end}; take the steps up to it and from it separately")
-
-
-def stepper(config, task, optimizer, batch_size: int, lr_scale: float = 1.0):
+def stepper(config, task, batch_size: int, lr_scale: float = 1.0):
     """The pieces to retrace a run's training steps outside its loop, for these scripts:
     `kl_pair(model)`, the held-out KL over the first l steps and over the recall steps
     ("a / b", `batch_size` sequences); `batch(s)`, the run's training batch and key of metrics
     step s + 1; `grad_of(model, *batch)`, the loss's gradient and its global norm;
-    `update(model, state, grads)`, one step of the run's optimiser (its clip and Adam) with the
-    update times `lr_scale`. Everything is jitted: an eager op per leaf would compile dozens of
-    small programs.
+    `update(model, state, grads, s)`, the run's optimiser step (its clip, and Adam at the run's
+    learning rate of the update from step s, lr drops included) with the update times
+    `lr_scale`. Everything is jitted: an eager op per leaf would compile dozens of small programs.
     """
     held_out = task.batch("eval", batch_size, 0, 0)
     # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
@@ -74,12 +67,19 @@ def stepper(config, task, optimizer, batch_size: int, lr_scale: float = 1.0):
         b = task.batch("train", config.batch_size, config.seed, s)
         return jnp.asarray(b.frames), jnp.asarray(b.context), step_key(config.seed, s)
 
-    @eqx.filter_jit
-    def update(m, state, grads):
-        updates, state = optimizer.update(grads, state, eqx.filter(m, eqx.is_array))
-        if lr_scale != 1.0:  # Adam's update is proportional to its learning rate
-            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
-        return eqx.apply_updates(m, updates), state
+    @functools.cache  # one jitted update per learning rate (make_optimizer returns one object per rate)
+    def update_with(optimizer):
+        @eqx.filter_jit
+        def apply(m, state, grads):
+            updates, state = optimizer.update(grads, state, eqx.filter(m, eqx.is_array))
+            if lr_scale != 1.0:  # Adam's update is proportional to its learning rate
+                updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+            return eqx.apply_updates(m, updates), state
+
+        return apply
+
+    def update(m, state, grads, s):
+        return update_with(make_optimizer(config, s))(m, state, grads)
 
     def kl_pair(m) -> str:
         kl = np.asarray(kl_of(m, *held_out))
@@ -102,11 +102,10 @@ def main() -> None:
             raise GtmmError(f"--after must be at least 0 and --batch-size at least 1, got {a.after} and {a.batch_size}")
         if any(not np.isfinite(n) or n <= 0 for n in a.norms):
             raise GtmmError(f"--norms must be positive numbers, got {a.norms}")
-        config, task, model, optimizer, opt_state, step = load_with_optimizer(a.run_dir, a.step)
-        check_one_rate(config, step, step + 1 + a.after)
+        config, task, model, opt_state, step = load_with_optimizer(a.run_dir, a.step)
     except GtmmError as e:
         sys.exit(f"spike_response: {e}")
-    kl_pair, batch, grad_of, update = stepper(config, task, optimizer, a.batch_size)
+    kl_pair, batch, grad_of, update = stepper(config, task, a.batch_size)
 
     g, norm = grad_of(model, *batch(step))
     norm = float(norm)
@@ -119,10 +118,10 @@ def main() -> None:
     for target in [None, norm, *a.norms]:
         m, state = model, opt_state
         if target is not None:
-            m, state = update(m, state, scaled(g, target / max(norm, 1e-12)))
+            m, state = update(m, state, scaled(g, target / max(norm, 1e-12)), step)
         right_after = kl_pair(m)
         for s in range(step + 1, step + 1 + a.after):
-            m, state = update(m, state, grad_of(m, *batch(s))[0])
+            m, state = update(m, state, grad_of(m, *batch(s))[0], s)
         label = "skip" if target is None else f"{target:.0f}" + (" (its own)" if target == norm else "")
         clipped = "-" if target is None else f"{min(target, clip) if clip is not None else target:.0f}"
         print(f"| {label} | {clipped} | {right_after} | {kl_pair(m)} |")

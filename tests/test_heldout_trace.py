@@ -91,11 +91,20 @@ def test_bad_arguments_are_one_line_errors(run, monkeypatch, capsys, args, messa
     assert refusal.startswith("heldout_trace:") and len(refusal.splitlines()) == 1 and re.search(message, refusal)
 
 
-def test_a_range_over_an_lr_drop_is_refused(tmp_path, recall_task, monkeypatch, capsys):
-    """The script steps at one rate: steps that cross one of the run's lr drops are a one-line error."""
-    run = tmp_path / "dropped"
-    train(TrainConfig(**{**CONFIG.__dict__, "lr_drops": ((2, 1e-4),)}), run, progress=False, task=recall_task)
-    refusal = _refused(monkeypatch, capsys, run, "--steps", 3)
-    assert len(refusal.splitlines()) == 1 and refusal.startswith(
-        "heldout_trace: the run's learning rate changes after step 2 (its lr drops), inside steps 2-4")
-
+def test_steps_over_an_lr_drop_are_the_runs_own(tmp_path, recall_task):
+    """Each update at the run's rate for it: traced from step 1 over a drop after step 2, the
+    gradient norms are those the run logged, and they differ from a run without the drop."""
+    dropped = TrainConfig(**{**CONFIG.__dict__, "lr_drops": ((2, 1e-5),)})
+    run, further, plain = tmp_path / "dropped", tmp_path / "further", tmp_path / "plain"
+    train(dropped, run, progress=False, task=recall_task)
+    shutil.copytree(run, further)
+    train(TrainConfig(**{**dropped.__dict__, "steps": 4}), further, progress=False, task=recall_task)
+    train(TrainConfig(**{**CONFIG.__dict__, "steps": 4}), plain, progress=False, task=recall_task)
+    rows = _rows(run, "--steps", 3, "--batch-size", 2)
+    logged = {r["step"]: r["grad_norm"] for r in read_metrics(further)}
+    without = {r["step"]: r["grad_norm"] for r in read_metrics(plain)}
+    for s in (2, 3, 4):
+        assert float(rows[str(s)][0]) == pytest.approx(logged[s], rel=1e-3)
+    # the update from state 2 (metrics step 3) is the first at 1e-5, so the gradient logged at step 4,
+    # taken after it, is the first to tell the rates apart
+    assert abs(logged[4] / without[4] - 1) > 1e-2
