@@ -58,6 +58,7 @@ def stepper(config, task, batch_size: int, lr_scale: float = 1.0):
     # passed as arguments, not closed over: XLA would constant-fold a closed-over batch, slowly
     held_out = (jnp.asarray(held_out.frames), jnp.asarray(held_out.context), jax.random.PRNGKey(0))
     kl_of = eqx.filter_jit(lambda m, f, c, k: jnp.mean(batch_terms(m, f, c, k).kl, axis=0))
+
     @eqx.filter_jit
     def grad_of(m, f, c, k):
         g = eqx.filter_grad(lambda m: loss_fn(m, f, c, k)[0])(m)

@@ -8,6 +8,7 @@ import numpy as np
 
 from gtmm.memories import ControllerInput
 from gtmm.memories.associative import AssociativeMemory, masked_content_weights, successor_weights
+from tests.test_memories import step  # one jitted step (not an eager op per operation)
 
 L, Z, H, R = 5, 4, 8, 2
 
@@ -34,14 +35,10 @@ def _force(mem, *, mode: int, key=None, strength=50.0):
 LATENTS = jnp.eye(Z + 1)[:, :Z] * 2.0 + 0.1  # distinct directions; row 4 is the all-0.1 vector
 
 
-# one compiled step per memory rather than an eager op (a small compile) per operation
-_step = eqx.filter_jit(lambda mem, x, state: mem(x, state))
-
-
 def _run(mem, latents):
     state, psis = mem.initial_state(), []
     for z in latents:
-        psi, state = _step(mem, ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
+        psi, state = step(mem, ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
         psis.append(psi)
     return psis, state
 
@@ -78,7 +75,7 @@ def test_a_cue_found_by_content_is_followed_forward_in_time():
     np.testing.assert_allclose(np.asarray(psis[-1][:Z]), np.asarray(LATENTS[0]), atol=1e-3)
     follow = _force(mem, mode=2)
     for expected in (1, 2, 3):
-        psi, state = _step(follow, ControllerInput(LATENTS[4], jnp.zeros(0), jnp.zeros(0)), state)
+        psi, state = step(follow, ControllerInput(LATENTS[4], jnp.zeros(0), jnp.zeros(0)), state)
         np.testing.assert_allclose(np.asarray(psi[:Z]), np.asarray(LATENTS[expected]), atol=1e-3)
 
 
@@ -87,7 +84,7 @@ def test_mixture_of_modes_is_a_weighting_over_filled_slots():
     inputs = [jnp.zeros(Z)] + [LATENTS[i] for i in range(3)]
     state = mem.initial_state()
     for z in inputs:
-        _, new = _step(mem, ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
+        _, new = step(mem, ControllerInput(z, jnp.zeros(0), jnp.zeros(0)), state)
         w = np.asarray(new.weights)
         stored = int(state.writes)
         assert np.all(w >= 0) and np.all(w[:, stored:] == 0)
@@ -121,7 +118,7 @@ def test_top_k_applies_to_every_content_memory_and_is_refused_elsewhere():
         state = model.memory.initial_state()
         x = ControllerInput(jnp.ones(32), jnp.ones(64), jnp.zeros(0))
         for _ in range(4):
-            psi, state = _step(model.memory, x, state)
+            psi, state = step(model.memory, x, state)
         assert np.all(np.isfinite(np.asarray(psi)))
         weights = state.weights if name == "associative" else getattr(state, "read_weights", None)
         if name == "lru":  # pure content reads: at most k slots per head
