@@ -161,6 +161,26 @@ def test_grid_expands_and_refuses_bad_settings():
             expand_grid(["vrnn"], ["perfect-recall"], 1, bad)
     with pytest.raises(GtmmError, match="unknown"):
         expand_grid(["nope"], ["perfect-recall"], 1)
+
+
+def test_grid_varies_the_lr_schedule():
+    """lr drops as a sweep axis, from the command line and from a grid file, one run directory
+    per schedule; a malformed schedule fails before anything runs."""
+    name, values = parse_setting("lr-drop=none,12000:3e-4,12000:3e-4+14000:1e-4")
+    runs = expand_grid(["lru"], ["perfect-recall"], 1, {name: values})
+    assert {str(d): c.lr_drops for c, d in runs} == {
+        "perfect-recall/lru/lr_dropsnone/replica-0": (),
+        "perfect-recall/lru/lr_drops0.0003@12000/replica-0": ((12000, 3e-4),),
+        "perfect-recall/lru/lr_drops0.0003@12000+0.0001@14000/replica-0": ((12000, 3e-4), (14000, 1e-4))}
+    from_file = expand_grid(["lru"], ["perfect-recall"], 1, {"lr_drops": [[], [[12000, 3e-4]]]})
+    assert [c.lr_drops for c, _ in from_file] == [(), ((12000, 3e-4),)]
+    assert [c.lr_at(12001) for c, _ in from_file] == [1e-3, 3e-4]
+    for bad, message in (("12000", "not STEP:LR"), ("x:1e-3", "not STEP:LR"), ("0:1e-4", "positive and increasing"),
+                         ("14000:1e-4+12000:3e-4", "positive and increasing"), ("12000:-1", "positive numbers")):
+        with pytest.raises(GtmmError, match=message):
+            expand_grid(["lru"], ["perfect-recall"], 1, {"lr_drops": [bad]})
+    with pytest.raises(GtmmError, match="pairs"):  # one schedule written without its outer list
+        expand_grid(["lru"], ["perfect-recall"], 1, {"lr_drops": [[12000, 3e-4]]})
     with pytest.raises(GtmmError, match="NAME=VALUE"):
         parse_setting("lr")
 

@@ -73,7 +73,7 @@ def _settings(run: Path) -> tuple:
     from gtmm.train import read_config
 
     config = read_config(run)
-    drops = (("lr_drops", "+".join(f"{lr:g}@{at}" for at, lr in config.lr_drops)),) if config.lr_drops else ()
+    drops = (("lr_drops", config.lr_drops_text()),) if config.lr_drops else ()
     return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops,
             *sorted(config.model_overrides.items()))
 

@@ -30,10 +30,10 @@ from gtmm.errors import GtmmError
 from gtmm.model import ModelConfig
 from gtmm.train import TrainConfig, replica_dirs
 
-ALIASES = {"lr": "learning_rate"}
+ALIASES = {"lr": "learning_rate", "lr_drop": "lr_drops"}
 # Grid axes that are TrainConfig fields; the rest of the settings are ModelConfig overrides.
-_TRAIN_SETTINGS = ("l", "k", "steps", "batch_size", "learning_rate", "clip_grad_norm", "checkpoint_every",
-                   "keep_checkpoints")
+_TRAIN_SETTINGS = ("l", "k", "steps", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
+                   "checkpoint_every", "keep_checkpoints")
 _MODEL_SETTINGS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("model", "sequence_length"))
 LOG_NAME = "sweep-log.jsonl"
 # Environment a worker needs to find data and caches as the driver does (forwarded to a cluster).
@@ -62,6 +62,8 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
     runs = []
     for task, model, values in itertools.product(tasks, models, itertools.product(*(settings[n] for n in names))):
         chosen = dict(zip(names, values))
+        if "lr_drops" in chosen:
+            chosen["lr_drops"] = _lr_drops(chosen["lr_drops"])
         train_kw = {n: v for n, v in chosen.items() if n in _TRAIN_SETTINGS}
         overrides = {n: v for n, v in chosen.items() if n in _MODEL_SETTINGS}
         label = "-".join(f"{n}{v}" for n, v in chosen.items()) or "default"
@@ -70,14 +72,37 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
             config.validate()
         except TypeError as e:
             raise GtmmError(f"bad sweep value in {label} ({e})") from None
+        if "lr_drops" in chosen:  # the schedule as the report prints it, not a tuple's repr
+            label = "-".join(f"{n}{config.lr_drops_text() if n == 'lr_drops' else v}" for n, v in chosen.items())
         for r, run_dir in enumerate(replica_dirs(Path(task) / model / label, replicas)):
             runs.append((replace(config, seed=seed + r).validate(), run_dir))
     return runs
 
 
+def _lr_drops(value) -> tuple:
+    """One value of the lr_drops axis as TrainConfig's ((step, lr), ...): from the command line
+    "12000:3e-4+14000:1e-4" (or "none" for a constant rate), from a grid file [[12000, 3e-4], ...]."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("none", ""):
+            return ()
+        pairs = []
+        for part in value.split("+"):
+            step, sep, lr = part.partition(":")
+            try:
+                pairs.append((int(step), float(lr)))
+            except ValueError:
+                raise GtmmError(f"lr drops value {value!r} is not STEP:LR[+STEP:LR...] or none"
+                                f" (e.g. --set lr-drops=none,12000:3e-4)") from None
+        return tuple(pairs)
+    if isinstance(value, list) and all(isinstance(d, list) and len(d) == 2 for d in value):
+        return tuple((d[0], d[1]) for d in value)
+    return value  # refused, with the reason, by TrainConfig.validate
+
+
 def read_grid(path: str | os.PathLike) -> dict:
     """A grid file, TOML or JSON: `models`, `tasks` (lists), `replicas`, `seed` (numbers) and a
-    table `settings` of lists (e.g. `steps = [500]`, `lr = [1e-3, 1e-4]`)."""
+    table `settings` of lists (e.g. `steps = [500]`, `lr = [1e-3, 1e-4]`, `lr_drops = ["none",
+    "12000:3e-4"]` or `lr_drops = [[], [[12000, 3e-4]]]`)."""
     path = Path(path)
     try:
         text = path.read_text()

@@ -131,6 +131,10 @@ class TrainConfig:
         if bad:
             raise GtmmError(f"lr drop learning rates must be positive numbers, got {bad}")
 
+    def lr_drops_text(self) -> str:
+        """The schedule as text, "lr@step+...": how reports and sweep run directories name it."""
+        return lr_drops_text(self.lr_drops)
+
     def lr_at(self, step: int) -> float:
         """The learning rate of the update that takes the run from `step` to `step + 1`."""
         lr = self.lr
@@ -165,6 +169,11 @@ def check_seed(seed: int, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise GtmmError(f"{name} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     return int(seed)
+
+
+def lr_drops_text(drops: tuple[tuple[int, float], ...]) -> str:
+    """((12000, 3e-4),) -> "0.0003@12000"; no drops -> "none"."""
+    return "+".join(f"{lr:g}@{at}" for at, lr in drops) or "none"
 
 
 # Settings a resumed run must share with the run on disk (steps may grow).
