@@ -179,7 +179,9 @@ def test_grid_varies_the_lr_schedule():
                          ("14000:1e-4+12000:3e-4", "positive and increasing"), ("12000:-1", "positive numbers")):
         with pytest.raises(GtmmError, match=message):
             expand_grid(["lru"], ["perfect-recall"], 1, {"lr_drops": [bad]})
-    with pytest.raises(GtmmError, match="pairs"):  # one schedule written without its outer list
+    with pytest.raises(GtmmError, match="not STEP:LR"):  # a step without its rate reads as a number
+        expand_grid(["lru"], ["perfect-recall"], 1, dict([parse_setting("lr-drops=none,12000")]))
+    with pytest.raises(GtmmError, match="not a schedule"):  # one schedule written without its outer list
         expand_grid(["lru"], ["perfect-recall"], 1, {"lr_drops": [[12000, 3e-4]]})
     with pytest.raises(GtmmError, match="NAME=VALUE"):
         parse_setting("lr")

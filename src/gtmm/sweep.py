@@ -82,6 +82,10 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
 def _lr_drops(value) -> tuple:
     """One value of the lr_drops axis as TrainConfig's ((step, lr), ...): from the command line
     "12000:3e-4+14000:1e-4" (or "none" for a constant rate), from a grid file [[12000, 3e-4], ...]."""
+    bad = GtmmError(f"lr drops value {value!r} is not STEP:LR[+STEP:LR...] or none"
+                    f" (e.g. --set lr-drops=none,12000:3e-4)")
+    if isinstance(value, (int, float)):  # "12000" on the command line reads as a number
+        raise bad
     if isinstance(value, str):
         if value.strip().lower() in ("none", ""):
             return ()
@@ -91,12 +95,12 @@ def _lr_drops(value) -> tuple:
             try:
                 pairs.append((int(step), float(lr)))
             except ValueError:
-                raise GtmmError(f"lr drops value {value!r} is not STEP:LR[+STEP:LR...] or none"
-                                f" (e.g. --set lr-drops=none,12000:3e-4)") from None
+                raise bad from None
         return tuple(pairs)
     if isinstance(value, list) and all(isinstance(d, list) and len(d) == 2 for d in value):
-        return tuple((d[0], d[1]) for d in value)
-    return value  # refused, with the reason, by TrainConfig.validate
+        return tuple((d[0], d[1]) for d in value)  # the pairs' steps and rates: TrainConfig.validate
+    raise GtmmError(f"lr drops value {value!r} is not a schedule; in a grid file each value is one:"
+                    f' lr_drops = [[], [[12000, 3e-4]]] or ["none", "12000:3e-4"]')
 
 
 def read_grid(path: str | os.PathLike) -> dict:
