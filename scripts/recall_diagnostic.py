@@ -9,6 +9,7 @@ milliseconds instead of seconds, so the recurrent part's learning speed can be m
                    (slot j at step l + j): separates "can use a perfect read" from "learns where to read"
   --time-context   the controller also receives a one-hot of the step index as task context c_t
   --lr, --clip     Adam's learning rate; clip the gradient's global norm (not in the paper)
+  --lr-drop S:LR   the updates after step S at LR (as `gtmm train --lr-drop`; repeatable)
   --min-std        the floor on the prior's and posterior's standard deviations (default 1e-3)
   --ntm-walk-bias  the NTM's write heads start walking forward one slot per step
                    (ModelConfig.ntm_walk_bias; not in the paper)
@@ -39,7 +40,9 @@ from gtmm import model as gtmm_model
 from gtmm.memories import introspective
 from gtmm.memories.base import interface_offsets, split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
-from gtmm.train import tree_norm
+from gtmm.cli import _lr_drop
+from gtmm.errors import GtmmError
+from gtmm.train import TrainConfig, tree_norm
 
 import lru_reads  # noqa: E402  (scripts/, beside this file)
 
@@ -55,6 +58,20 @@ def gradient_parts(grads, memory) -> dict:
     return {name: tree_norm(v) for name, v in parts.items()}
 
 
+def learning_rate(lr: float, drops: tuple[tuple[int, float], ...]):
+    """Adam's rate as optax takes it: `lr`, or with drops a schedule of the update count, which
+    is the number of updates made, so the update from step s gets `TrainConfig.lr_at(s)`."""
+    if not drops:
+        return lr
+
+    def rate(count):
+        value = jnp.asarray(lr)
+        for at, after in drops:
+            value = jnp.where(count >= at, after, value)
+        return value
+    return rate
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="introspective")
@@ -67,6 +84,8 @@ def main() -> None:
     p.add_argument("--time-context", action="store_true")
     p.add_argument("--psi-with-h", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (paper section 4.1: 1e-3)")
+    p.add_argument("--lr-drop", type=_lr_drop, action="append", default=[], metavar="STEP:LR",
+                   help="the updates after STEP at LR, as gtmm train --lr-drop (repeatable)")
     p.add_argument("--clip", type=float, default=None, help="clip the gradient's global norm to this (default: no)")
     p.add_argument("--ntm-walk-bias", type=float, default=0.0, help="ntm: ModelConfig.ntm_walk_bias (default 0)")
     p.add_argument("--lru-write-gate-bias", type=float, default=None,
@@ -120,7 +139,11 @@ def main() -> None:
             start, shape = interface_offsets(model.memory._interface_shapes())[part]
             bias = model.memory.interface.bias.at[start: start + shape[0]].set(value)
             model = eqx.tree_at(lambda m: m.memory.interface.bias, model, bias)
-    optimizer = optax.adam(a.lr)
+    try:
+        drops = TrainConfig(model=a.model, learning_rate=a.lr, lr_drops=tuple(a.lr_drop)).validate().lr_drops
+    except GtmmError as e:
+        p.error(str(e))
+    optimizer = optax.adam(learning_rate(a.lr, drops))
     if a.clip is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(a.clip), optimizer)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))

@@ -12,6 +12,7 @@ from tests._scripts import SCRIPTS, load_script
 
 sys.path.insert(0, str(SCRIPTS))  # the script imports recall_diagnostic beside it
 replay_steps = load_script("replay_steps")
+recall_diagnostic = load_script("recall_diagnostic")
 
 
 def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recall_task):
@@ -35,3 +36,11 @@ def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recal
     assert [r["step"] for r in replay_steps.replay(run, copy, 4, task=recall_task)] == [3, 4]
     with pytest.raises(GtmmError, match="not after the checkpoint"):  # nothing to replay after step 4
         next(replay_steps.replay(run, run / "checkpoints" / "step_00000004.eqx", 4, task=recall_task))
+
+
+def test_recall_diagnostic_drops_the_rate_as_gtmm_train_does():
+    config = TrainConfig(model="lru", lr_drops=((4, 1e-4), (6, 1e-5)))
+    rate = recall_diagnostic.learning_rate(config.lr, config.lr_drops)
+    assert [float(rate(s)) for s in range(8)] == pytest.approx([config.lr_at(s) for s in range(8)], rel=1e-6)
+    assert config.lr_at(3) == 1e-3 and config.lr_at(4) == 1e-4 and config.lr_at(7) == 1e-5
+    assert recall_diagnostic.learning_rate(1e-3, ()) == 1e-3  # no schedule: optax's constant rate, as before
