@@ -274,9 +274,11 @@ def test_an_lr_drop_equals_training_to_it_and_forking_with_the_new_rate(straight
     # a fork with a new --lr keeps only the drops after its step; one without keeps them all
     assert read_config(fork_run(dropped, tmp_path / "relr", 6, learning_rate=1e-5)["run_dir"]).lr_drops == ()
     assert read_config(fork_run(dropped, tmp_path / "reclip", 6, clip_grad_norm=1.0)["run_dir"]).lr_drops == ((4, 1e-4),)
-    # a report never averages runs of different schedules together
+    # a report never averages runs of different schedules or clipping together
     from gtmm.report import _settings
     assert ("lr_drops", "0.0001@4") in _settings(dropped) and not any(k == "lr_drops" for k, _ in _settings(straight))
+    reclipped = _settings(tmp_path / "reclip")
+    assert ("clip", 1.0) in reclipped and not any(k == "clip" for k, _ in _settings(dropped))
 
 
 @pytest.mark.parametrize("drops,words", [

@@ -68,13 +68,15 @@ def evaluate_runs(runs: list[Path], batches: int = 10, progress: bool = True) ->
 
 
 def _settings(run: Path) -> tuple:
-    """What besides task, l, k and seed sets a run apart (steps, batch, learning rate, model
-    settings): runs that differ in it are different experiments, never averaged together."""
+    """What besides task, l, k and seed sets a run apart (steps, batch, learning rate and its
+    drops, gradient clipping, model settings): runs that differ in it are different experiments,
+    never averaged together."""
     from gtmm.train import read_config
 
     config = read_config(run)
     drops = (("lr_drops", config.lr_drops_text()),) if config.lr_drops else ()
-    return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops,
+    clip = (("clip", config.clip_grad_norm),) if config.clip_grad_norm is not None else ()
+    return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
             *sorted(config.model_overrides.items()))
 
 
