@@ -44,7 +44,7 @@ from gtmm.memories.base import interface_offsets, split_interface
 from gtmm.model import ModelConfig, init_model, loss_fn
 from gtmm.cli import _lr_drop
 from gtmm.errors import GtmmError
-from gtmm.train import TrainConfig, tree_norm
+from gtmm.train import TrainConfig, clip_memory_by_global_norm, tree_norm
 
 import lru_reads  # noqa: E402  (scripts/, beside this file)
 
@@ -58,19 +58,6 @@ def gradient_parts(grads, memory) -> dict:
         pieces = split_interface(grads.memory.interface.bias, memory._interface_shapes())
         parts.update({f"interface bias {name}": v for name, v in pieces.items()})
     return {name: tree_norm(v) for name, v in parts.items()}
-
-
-def clip_memory_by_global_norm(max_norm: float) -> optax.GradientTransformation:
-    """Scale the memory's gradient (`model.memory`: controller and interface) to a global norm of
-    at most `max_norm`, the rest unchanged. On MNIST the memory's part of the gradient is about
-    1/30 of the whole before recall, so a clip of the whole binds only at spikes 100x its size."""
-    def update(updates, state, params=None):
-        norm = tree_norm(updates.memory)
-        scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny))
-        return eqx.tree_at(lambda u: u.memory, updates, jax.tree_util.tree_map(lambda g: g * scale,
-                                                                                 updates.memory)), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def learning_rate(lr: float, drops: tuple[tuple[int, float], ...]):

@@ -22,7 +22,9 @@
 # LR_DROPS="12000:3e-4 ..." trains the steps after 12,000 at 3e-4 (`gtmm train --lr-drop`; not the
 # protocol of the runs in docs/results/perfect-recall-15.md, which kept 1e-3 throughout): use a
 # new OUT_DIR, since a run directory holds one schedule.
-# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] [LR_DROPS="S:LR ..."] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
+# CLIP_MEMORY=C also clips the memory's gradient alone to norm C (`gtmm train --clip-memory-grad-norm`;
+# not the protocol of the runs in docs/results/perfect-recall-15.md): a new OUT_DIR as well.
+# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] [LR_DROPS="S:LR ..."] [CLIP_MEMORY=C] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
@@ -46,6 +48,7 @@ for model in $models; do
           --checkpoint-every 100 --devices 2 "${extra[@]}" --no-progress)
   if [[ -n "${KEEP_EVERY:-}" ]]; then common+=(--keep-every "$KEEP_EVERY"); fi
   for drop in ${LR_DROPS:-}; do common+=(--lr-drop "$drop"); done
+  if [[ -n "${CLIP_MEMORY:-}" ]]; then common+=(--clip-memory-grad-norm "$CLIP_MEMORY"); fi
   for stage in $steps; do
     if [[ -n "${SEEDS:-}" ]]; then
       for seed in $SEEDS; do

@@ -234,3 +234,7 @@ def test_train_command_carries_lr_drops():
     words = train_command(TrainConfig(model="lru", lr_drops=drops), "runs/x").split()
     assert words.count("--lr-drop") == 2
     assert tuple(_parser().parse_args(words[1:]).lr_drop) == drops
+
+    clipped = train_command(TrainConfig(model="lru", clip_grad_norm=5000.0, clip_memory_grad_norm=200.0), "runs/x")
+    args = _parser().parse_args(clipped.split()[1:])
+    assert (args.clip_grad_norm, args.clip_memory_grad_norm) == (5000.0, 200.0)

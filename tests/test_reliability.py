@@ -281,6 +281,47 @@ def test_an_lr_drop_equals_training_to_it_and_forking_with_the_new_rate(straight
     assert ("clip", 1.0) in reclipped and not any(k == "clip" for k, _ in _settings(dropped))
 
 
+def test_the_memory_clip_changes_the_memory_alone_and_only_where_it_binds(straight, tmp_path, recall_task):
+    """clip_memory_grad_norm: a clip far above the memory's gradient norm leaves the run as it was
+    (scaled by exactly 1; XLA may fuse the program differently, so to float rounding, not bit for
+    bit); one that binds changes the numbers after the first update; a fork adds it to a run (the
+    optimiser state is Adam's either way), and a resume with another value is refused."""
+    loose = tmp_path / "loose"
+    train(_tiny(8, clip_memory_grad_norm=1e9), loose, progress=False, task=recall_task)
+    for key in ("negative_bound", "grad_norm"):
+        np.testing.assert_allclose([r[key] for r in _numbers(loose)], [r[key] for r in _numbers(straight)], rtol=1e-5)
+    for a, b in zip(_params(loose), _params(straight)):  # Adam moves a parameter with a tiny gradient by ~lr
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)  # per step, so rounding shows at a tenth of lr
+    tight = tmp_path / "tight"
+    assert fork_run(straight, tight, 4, clip_memory_grad_norm=1e-6)["changed"] == {
+        "clip_memory_grad_norm": [None, 1e-6]}
+    with pytest.raises(GtmmError, match="different run .*clip_memory_grad_norm"):
+        train(_tiny(8), tight, progress=False, task=recall_task)
+    train(_tiny(8, clip_memory_grad_norm=1e-6), tight, progress=False, task=recall_task)
+    ours, theirs = _numbers(tight), _numbers(straight)
+    assert ours[:5] == theirs[:5] and ours[5]["negative_bound"] != theirs[5]["negative_bound"]
+    from gtmm.report import _settings
+    assert ("clip_memory", 1e-6) in _settings(tight)
+
+
+def test_the_memory_clip_scales_the_memory_gradient_alone():
+    from gtmm.model import ModelConfig, init_model
+    from gtmm.train import clip_memory_by_global_norm, tree_norm
+
+    model = init_model(ModelConfig(model="lru", hidden_size=8, map_hidden=8, sequence_length=4).resolved(), 0)
+    grads = jax.tree_util.tree_map(lambda x: np.full(x.shape, 3.0, x.dtype), eqx.filter(model, eqx.is_array))
+    clip = clip_memory_by_global_norm(2.0)
+    clipped, _ = clip.update(grads, clip.init(grads))
+    assert float(tree_norm(grads.memory)) > 2.0 and float(tree_norm(clipped.memory)) == pytest.approx(2.0, rel=1e-5)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(clipped.decoder),
+                                                    jax.tree_util.tree_leaves(grads.decoder)))  # the rest untouched
+    zero = jax.tree_util.tree_map(np.zeros_like, grads)
+    assert float(tree_norm(clip.update(zero, clip.init(zero))[0])) == 0.0  # no 0/0
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(GtmmError, match="clip memory grad norm must be a positive number"):
+            _tiny(4, clip_memory_grad_norm=bad).validate()
+
+
 @pytest.mark.parametrize("drops,words", [
     (((5, 1e-4), (3, 1e-5)), "positive and increasing, got \\[5, 3\\]"),
     (((0, 1e-4),), "positive and increasing"),

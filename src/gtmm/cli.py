@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--clip-grad-norm", type=float, default=None,
                    help="clip the gradient's global norm to this before Adam (default: none, as the paper; see"
                         " docs/results/recall-diagnostic.md)")
+    t.add_argument("--clip-memory-grad-norm", type=float, default=None,
+                   help="also clip the memory's gradient (controller and interface) alone to this norm (default: none;"
+                        " not in the paper; see docs/results/recall-diagnostic.md)")
     t.add_argument("--checkpoint-every", type=int, default=100)
     t.add_argument("--keep-every", type=int, default=None,
                    help="also keep every checkpoint at a multiple of N steps (default: only the last 3), to evaluate"
@@ -117,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     clip = f.add_mutually_exclusive_group()
     clip.add_argument("--clip-grad-norm", type=float, default=None, help="the new run's clip (default: the source's)")
     clip.add_argument("--no-clip", action="store_true", help="the new run does not clip the gradient")
+    clip_memory = f.add_mutually_exclusive_group()
+    clip_memory.add_argument("--clip-memory-grad-norm", type=float, default=None,
+                             help="the new run's clip of the memory's gradient (default: the source's)")
+    clip_memory.add_argument("--no-clip-memory", action="store_true",
+                             help="the new run does not clip the memory's gradient apart")
 
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
     e.add_argument("run_dir")
@@ -224,7 +232,8 @@ def train_command(config, out: str) -> str | None:
              "--checkpoint-every", str(config.checkpoint_every)]
     if config.keep_every is not None:
         words += ["--keep-every", str(config.keep_every)]
-    for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm)):
+    for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm),
+                        ("clip-memory-grad-norm", config.clip_memory_grad_norm)):
         if value is not None:
             words += [f"--{flag}", repr(value)]
     for step, lr in config.lr_drops:
@@ -250,7 +259,7 @@ def _run(args) -> int:
         overrides = {k: v for k in _MODEL_FLAGS if (v := getattr(args, k)) is not None and v is not False}
         config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, lr_drops=tuple(args.lr_drop),
-                             clip_grad_norm=args.clip_grad_norm,
+                             clip_grad_norm=args.clip_grad_norm, clip_memory_grad_norm=args.clip_memory_grad_norm,
                              seed=args.seed, checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
                              model_overrides=overrides).validate()
         if args.replicas == 1:
@@ -265,9 +274,12 @@ def _run(args) -> int:
         from gtmm.train import fork_run, read_config
 
         changes = {k: v for k, v in (("steps", args.steps), ("learning_rate", args.lr),
-                                     ("clip_grad_norm", args.clip_grad_norm)) if v is not None}
+                                     ("clip_grad_norm", args.clip_grad_norm),
+                                     ("clip_memory_grad_norm", args.clip_memory_grad_norm)) if v is not None}
         if args.no_clip:
             changes["clip_grad_norm"] = None
+        if args.no_clip_memory:
+            changes["clip_memory_grad_norm"] = None
         summary = fork_run(args.run_dir, args.out, args.step, **changes)
         summary["continue"] = (train_command(read_config(args.out), args.out)
                                or f"from Python, gtmm.train.train(read_config({args.out!r}), {args.out!r}): a model setting of"

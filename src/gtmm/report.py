@@ -76,6 +76,7 @@ def _settings(run: Path) -> tuple:
     config = read_config(run)
     drops = (("lr_drops", config.lr_drops_text()),) if config.lr_drops else ()
     clip = (("clip", config.clip_grad_norm),) if config.clip_grad_norm is not None else ()
+    clip += (("clip_memory", config.clip_memory_grad_norm),) if config.clip_memory_grad_norm is not None else ()
     return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
             *sorted(config.model_overrides.items()))
 
