@@ -121,6 +121,15 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
                    "parts": {k: float(v) for k, v in parts.items()}, "interface": dict(_seen) if watching else {}}
 
 
+def module_norms(parts: dict[str, float]) -> dict[str, float]:
+    """The gradient's norm by module from `gradient_parts`' pieces: the memory (controller and
+    interface; what `gtmm train --clip-memory-grad-norm` clips), the image networks, the maps."""
+    groups = {"memory": ("controller lstm", "interface"), "image networks": ("encoder", "decoder"),
+              "prior and posterior maps": ("prior map", "posterior map")}
+    return {name: float(np.sqrt(sum(v * v for k, v in parts.items() if k.startswith(prefixes))))
+            for name, prefixes in groups.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
@@ -140,7 +149,8 @@ def main() -> None:
             line = (f"step {r['step']}: grad norm {r['grad_norm']:.0f}"
                     + (f" (run logged {r['logged']:.0f}, ratio {r['grad_norm'] / r['logged']:.4f})" if r["logged"] else "")
                     + f", KL first l {r['kl_first']:.2f}, recall {r['kl_recall']:.2f}; "
-                    + ", ".join(f"{k} {v:.0f}" for v, k in top))
+                    + ", ".join(f"{k} {v:.0f}" for v, k in top)
+                    + "; by module: " + ", ".join(f"{k} {v:.0f}" for k, v in module_norms(r["parts"]).items()))
             if r["interface"]:
                 # Every strength and gamma as the memory uses it, then the largest of the other raw pieces.
                 seen = r["interface"]

@@ -30,6 +30,8 @@ def test_replay_matches_the_logged_steps_and_names_the_interface(tmp_path, recal
         assert r["interface"]["1+softplus read_gamma"] >= 1.0  # gamma = 1 + softplus >= 1 (eq. 9)
         assert r["interface"]["softplus write_strengths"] >= 0.0
         assert "interface bias read_gamma" in r["parts"] and r["parts"]["controller lstm"] > 0
+        modules = replay_steps.module_norms(r["parts"])  # the three modules hold every part: their norms make the whole
+        assert np.hypot.reduce(list(modules.values())) == pytest.approx(r["grad_norm"], rel=1e-4)
     # the step comes from the checkpoint's header: a renamed copy replays the same steps
     copy = tmp_path / "kept.eqx"
     copy.write_bytes((run / "checkpoints" / "step_00000002.eqx").read_bytes())
