@@ -23,10 +23,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _lr_drop(text: str) -> tuple[int, float]:
+def parse_lr_drop(text: str) -> tuple[int, float]:
+    """"12000:3e-4" -> (12000, 3e-4), as `--lr-drop` and sweeps write one drop; ValueError if not."""
     step, _, lr = text.partition(":")
+    return int(step), float(lr)
+
+
+def _lr_drop(text: str) -> tuple[int, float]:
     try:
-        return int(step), float(lr)
+        return parse_lr_drop(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not STEP:LR (e.g. 12000:3e-4)") from None
 

@@ -71,10 +71,10 @@ def _settings(run: Path) -> tuple:
     """What besides task, l, k and seed sets a run apart (steps, batch, learning rate and its
     drops, gradient clipping, model settings): runs that differ in it are different experiments,
     never averaged together."""
-    from gtmm.train import read_config
+    from gtmm.train import lr_drops_text, read_config
 
     config = read_config(run)
-    drops = (("lr_drops", config.lr_drops_text()),) if config.lr_drops else ()
+    drops = (("lr_drops", lr_drops_text(config.lr_drops)),) if config.lr_drops else ()
     clip = (("clip", config.clip_grad_norm),) if config.clip_grad_norm is not None else ()
     clip += (("clip_memory", config.clip_memory_grad_norm),) if config.clip_memory_grad_norm is not None else ()
     return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,

@@ -28,7 +28,7 @@ from pathlib import Path
 from gtmm._io import append_jsonl, write_json_atomic
 from gtmm.errors import GtmmError
 from gtmm.model import ModelConfig
-from gtmm.train import TrainConfig, replica_dirs
+from gtmm.train import TrainConfig, lr_drops_text, replica_dirs
 
 ALIASES = {"lr": "learning_rate", "lr_drop": "lr_drops"}
 # Grid axes that are TrainConfig fields; the rest of the settings are ModelConfig overrides.
@@ -66,14 +66,13 @@ def expand_grid(models: list[str], tasks: list[str], replicas: int, settings: di
             chosen["lr_drops"] = _lr_drops(chosen["lr_drops"])
         train_kw = {n: v for n, v in chosen.items() if n in _TRAIN_SETTINGS}
         overrides = {n: v for n, v in chosen.items() if n in _MODEL_SETTINGS}
-        label = "-".join(f"{n}{v}" for n, v in chosen.items()) or "default"
+        # a schedule named as the report names it, not by a tuple's repr
+        label = "-".join(f"{n}{lr_drops_text(v) if n == 'lr_drops' else v}" for n, v in chosen.items()) or "default"
         config = TrainConfig(model=model, task=task, seed=seed, model_overrides=overrides, **train_kw)
         try:
             config.validate()
         except TypeError as e:
             raise GtmmError(f"bad sweep value in {label} ({e})") from None
-        if "lr_drops" in chosen:  # the schedule as the report prints it, not a tuple's repr
-            label = "-".join(f"{n}{config.lr_drops_text() if n == 'lr_drops' else v}" for n, v in chosen.items())
         for r, run_dir in enumerate(replica_dirs(Path(task) / model / label, replicas)):
             runs.append((replace(config, seed=seed + r).validate(), run_dir))
     return runs
@@ -89,14 +88,12 @@ def _lr_drops(value) -> tuple:
     if isinstance(value, str):
         if value.strip().lower() in ("none", ""):
             return ()
-        pairs = []
-        for part in value.split("+"):
-            step, sep, lr = part.partition(":")
-            try:
-                pairs.append((int(step), float(lr)))
-            except ValueError:
-                raise bad from None
-        return tuple(pairs)
+        from gtmm.cli import parse_lr_drop  # the command line's form of one drop
+
+        try:
+            return tuple(parse_lr_drop(part) for part in value.split("+"))
+        except ValueError:
+            raise bad from None
     if isinstance(value, list) and all(isinstance(d, list) and len(d) == 2 for d in value):
         return tuple((d[0], d[1]) for d in value)  # the pairs' steps and rates: TrainConfig.validate
     raise GtmmError(f"lr drops value {value!r} is not a schedule; in a grid file each value is one:"

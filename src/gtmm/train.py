@@ -138,10 +138,6 @@ class TrainConfig:
         if bad:
             raise GtmmError(f"lr drop learning rates must be positive numbers, got {bad}")
 
-    def lr_drops_text(self) -> str:
-        """The schedule as text, "lr@step+...": how reports and sweep run directories name it."""
-        return lr_drops_text(self.lr_drops)
-
     def lr_at(self, step: int) -> float:
         """The learning rate of the update that takes the run from `step` to `step + 1`."""
         lr = self.lr
@@ -179,7 +175,8 @@ def check_seed(seed: int, name: str = "seed") -> int:
 
 
 def lr_drops_text(drops: tuple[tuple[int, float], ...]) -> str:
-    """((12000, 3e-4),) -> "0.0003@12000"; no drops -> "none"."""
+    """((12000, 3e-4),) -> "0.0003@12000"; no drops -> "none": how reports and sweep run
+    directories name a schedule."""
     return "+".join(f"{lr:g}@{at}" for at, lr in drops) or "none"
 
 
@@ -187,8 +184,7 @@ def lr_drops_text(drops: tuple[tuple[int, float], ...]) -> str:
 # what makes a run directory this run: a resume with any of these changed is refused (clipping
 # changes the optimiser state's structure as well as the numbers)
 _IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
-             "clip_memory_grad_norm", "seed",
-             "model_overrides")
+             "clip_memory_grad_norm", "seed", "model_overrides")
 
 
 def enable_compile_cache() -> None:
@@ -239,7 +235,7 @@ def _optimizer(lr: float, clip: float | None, clip_memory: float | None = None) 
 def clip_memory_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     """Scale the memory's gradient (`model.memory`: controller LSTM and interface) to a global norm
     of at most `max_norm`, the rest of the model's gradient unchanged. A norm under `max_norm`
-    leaves the gradient bit for bit as it was (the scale is exactly 1)."""
+    scales by exactly 1 (the compiled step may still fuse, and so round, differently)."""
 
     def update(updates, state, params=None):
         norm = tree_norm(updates.memory)
@@ -585,7 +581,8 @@ def _write_metrics(path: Path, records: list[dict]) -> None:
     write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-FORKABLE = ("learning_rate", "lr_drops", "clip_grad_norm", "clip_memory_grad_norm", "steps")  # what a fork may change: not the model nor the data
+# What a fork may change: not the model nor the data.
+FORKABLE = ("learning_rate", "lr_drops", "clip_grad_norm", "clip_memory_grad_norm", "steps")
 
 
 def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None = None, **changes) -> dict:
