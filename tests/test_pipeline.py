@@ -62,3 +62,33 @@ def test_report_refuses_to_overwrite_foreign_files(tmp_path, replica_runs):
     assert (out / "report.md").read_text() == "my notes"
     with pytest.raises(GtmmError, match="no gtmm run directory"):
         write_report([out], tmp_path / "r2")
+
+
+def test_report_and_plots_in_bits(tmp_path, replica_runs):
+    """--units bits: every KL and bound in the report's table is its value in nats over ln 2; the
+    runs' own files stay in nats; an unknown unit is an error before anything is evaluated."""
+    import math
+
+    from gtmm.units import evaluation_in
+
+    def table(report):
+        rows = [line.split("|")[1:-1] for line in report.read_text().splitlines() if line.startswith("| vrnn")]
+        return [float(cell.split("±")[0]) for cell in rows[0][3:7]]  # bound, KL before, KL recall, last-step KL
+
+    nats = write_report([replica_runs], tmp_path / "nats", batches=1, progress=False)
+    before = (replica_runs / "vrnn" / "replica-0" / "evaluation.json").read_bytes()
+    bits = write_report([replica_runs], tmp_path / "bits", batches=1, progress=False, units="bits")
+    assert "KL and bounds in bits" in bits.read_text() and "KL and bounds in nats" in nats.read_text()
+    assert np.allclose(table(bits), [v / math.log(2) for v in table(nats)], rtol=2e-3, atol=0.006)  # 2 decimals
+    assert (replica_runs / "vrnn" / "replica-0" / "evaluation.json").read_bytes() == before
+    assert plot_kl_per_step([replica_runs / "vrnn" / "replica-0"], tmp_path / "kl.png", units="bits").exists()
+
+    ev = json.loads(before)
+    converted = evaluation_in(ev, "bits")
+    assert converted["units"] == "bits" and converted["step"] == ev["step"]
+    assert converted["kl_recall"] == pytest.approx(ev["kl_recall"] / math.log(2))
+    assert converted["kl_per_step"] == pytest.approx([v / math.log(2) for v in ev["kl_per_step"]])
+    assert evaluation_in(ev, "nats")["negative_bound"] == ev["negative_bound"]
+    with pytest.raises(GtmmError, match="unknown units 'bytes'"):
+        write_report([replica_runs], tmp_path / "bad", units="bytes")
+    assert not (tmp_path / "bad").exists()

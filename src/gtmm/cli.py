@@ -137,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--step", type=_positive_int, default=None,
                    help="evaluate the checkpoint of this step into evaluation-step-N.json (default: the newest,"
                         " into evaluation.json)")
+    _units_flag(e, "what the printed summary shows (evaluation.json stays in nats)")
 
     s = sub.add_parser("sample", help="PNG grid of inputs, reconstructions and generations")
     s.add_argument("run_dir")
@@ -145,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4)")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", required=True, help="PNG file")
+    _units_flag(pl, "the figures' units")
 
     rp = sub.add_parser("report", help="Markdown report with PNGs over run directories (evaluates them if needed)")
     rp.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (searched below)")
@@ -152,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", default="")
     rp.add_argument("--batches", type=_positive_int, default=10, help="held-out batches of 10 to evaluate on")
     rp.add_argument("--no-progress", action="store_true")
+    _units_flag(rp, "what the tables and figures show (the runs' files stay in nats)")
 
     r = sub.add_parser("reproduce", help="run a paper experiment for every model: train replicas, evaluate, report")
     r.add_argument("experiment", help=f"one of {', '.join(EXPERIMENTS)} (perfect-recall = perfect-recall-15)")
@@ -167,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
                         " XLA_FLAGS=--xla_force_host_platform_device_count=N")
     r.add_argument("--out", required=True)
     r.add_argument("--no-progress", action="store_true")
+    _units_flag(r, "what the report shows (the runs' files stay in nats)")
 
     sw = sub.add_parser("sweep", help="a grid of runs (models x tasks x settings x replicas) on a Ray cluster, then"
                                       " a report; needs the sweep extra")
@@ -213,10 +217,13 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--split", choices=["train", "eval"], default="train")
     dr.add_argument("--out", required=True, help="PNG file")
 
-    d = sub.add_parser("data", help="where data lives, verify it, and render the rotation-3d episodes")
-    d.add_argument("action", choices=["where", "verify", "generate-3d"],
-                   help="generate-3d: render rotation-3d episodes into DATA/rotation-3d (needs the 3d extra);"
-                        " continues an interrupted generation")
+    d = sub.add_parser("data", help="where data lives, verify it, download it ahead of time, and render the"
+                                    " rotation-3d episodes")
+    d.add_argument("action", choices=["where", "verify", "download", "generate-3d"],
+                   help="download: fetch the missing MNIST files and Omniglot archives into DATA now (for a machine"
+                        " that will train offline); generate-3d: render rotation-3d episodes into DATA/rotation-3d"
+                        " (needs the 3d extra); continues an interrupted generation")
+    d.add_argument("--only", choices=["mnist", "omniglot"], default=None, help="download: one data set (default: both)")
     d.add_argument("--episodes", type=_positive_int, default=1000, help="generate-3d: episodes in all")
     d.add_argument("--seed", type=int, default=0, help="generate-3d: episode i is rendered from (seed, i)")
     d.add_argument("--out", default=None, help="generate-3d: folder (default: DATA/rotation-3d)")
@@ -248,6 +255,12 @@ def train_command(config, out: str) -> str | None:
             return None
         words += [f"--{name.replace('_', '-')}"] + ([] if value is True else [repr(value)])
     return " ".join(words + ["--out", out])
+
+
+def _units_flag(parser, what: str) -> None:
+    from gtmm.units import UNITS
+
+    parser.add_argument("--units", choices=list(UNITS), default="nats", help=f"nats (default) or bits: {what}")
 
 
 def _devices(text: str) -> int | str:
@@ -292,8 +305,9 @@ def _run(args) -> int:
         print(json.dumps(summary))
     elif args.command == "evaluate":
         from gtmm.evaluate import evaluate_run
+        from gtmm.units import evaluation_in
 
-        ev = evaluate_run(args.run_dir, args.batches, step=args.step)
+        ev = evaluation_in(evaluate_run(args.run_dir, args.batches, step=args.step), args.units)
         print(json.dumps({k: v for k, v in ev.items() if not k.startswith("kl_per_step")}))
     elif args.command == "sample":
         from gtmm.evaluate import sample_run
@@ -302,20 +316,21 @@ def _run(args) -> int:
     elif args.command == "plot":
         from gtmm.plots import plot_three_metrics
 
-        print(plot_three_metrics(args.run_dirs, args.out))
+        print(plot_three_metrics(args.run_dirs, args.out, units=args.units))
     elif args.command == "report":
         from gtmm.report import write_report
 
-        command = "gtmm report " + " ".join(args.run_dirs) + f" --out {args.out}"
+        command = ("gtmm report " + " ".join(args.run_dirs) + (f" --units {args.units}" if args.units != "nats" else "")
+                   + f" --out {args.out}")
         report = write_report(args.run_dirs, args.out, title=args.title, batches=args.batches, command=command,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, units=args.units)
         print(f"report: {report}")
     elif args.command == "reproduce":
         from gtmm.experiments import reproduce
 
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         summary = reproduce(args.experiment, args.scale, args.out, seed=args.seed, progress=not args.no_progress,
-                            replicas=args.replicas, models=models, devices=args.devices)
+                            replicas=args.replicas, models=models, devices=args.devices, units=args.units)
         print(f"report: {summary}")
     elif args.command == "sweep":
         return _sweep(args)
@@ -373,6 +388,19 @@ def _run(args) -> int:
                 print("gtmm: interrupted; the finished shards are kept and the same command continues",
                       file=sys.stderr)
                 return 130
+        elif args.action == "download":
+            from gtmm.data import download_mnist, download_omniglot
+            from gtmm.errors import GtmmError
+
+            report = {**(download_mnist() if args.only in (None, "mnist") else {}),
+                      **(download_omniglot() if args.only in (None, "omniglot") else {})}
+            for name, status in report.items():
+                print(f"{name}: {status}")
+            failed = [name for name, status in report.items() if status == "failed"]
+            if failed:
+                raise GtmmError(f"could not download {', '.join(failed)} (no network, or no mirror served a file that"
+                                f" passes its checksum); the files present are kept: retry online, or put them in"
+                                f" {data_dir()} by hand")
         else:
             for name, status in {**verify_mnist(), **verify_omniglot()}.items():
                 print(f"{name}: {status}")

@@ -11,6 +11,7 @@ from gtmm.parallel import data_parallel
 from gtmm.report import evaluate_runs, write_report
 from gtmm.tasks.base import check_positive
 from gtmm.train import TrainConfig, replica_dirs, train_replicas
+from gtmm.units import unit_scale
 
 # One entry per figure of the paper that this version can run.
 EXPERIMENTS = {
@@ -53,11 +54,12 @@ SCALES = {
 
 def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progress: bool = True,
               replicas: int | None = None, models: tuple[str, ...] = MODELS,
-              devices: int | str | None = None) -> Path:
+              devices: int | str | None = None, units: str = "nats") -> Path:
     """Run `experiment` for every model at `scale` into `out` (`out/MODEL/replica-r`, seeds
     `seed + r`), evaluate and sample every replica, and write `out/report.md`; returns its path.
     `devices` splits every batch over that many devices, as `train_replicas` does (on a CPU, two
-    forced host devices run a step 1.25-1.37x faster: docs/results/scaling.md)."""
+    forced host devices run a step 1.25-1.37x faster: docs/results/scaling.md). `units` ("nats" or
+    "bits") is what the report shows."""
     name = ALIASES.get(experiment, experiment)
     if name not in EXPERIMENTS:
         raise GtmmError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
@@ -66,6 +68,7 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
     unknown = [m for m in models if m not in MEMORIES]
     if unknown or not models:
         raise GtmmError(f"unknown model(s) {unknown}; choose from: {', '.join(MEMORIES)}")
+    unit_scale(units)  # before hours of training, not after
     settings = SCALES[scale]
     replicas = check_positive("replicas", settings["replicas"] if replicas is None else replicas)
     spec = EXPERIMENTS[name]
@@ -87,6 +90,8 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
     title = (f"{name} ({spec['figure']}), scale {scale}: {settings['steps']} steps of batch"
              f" {settings['batch_size']}, {replicas} replicas per model (seeds {seed}-{seed + replicas - 1})")
     command = (f"gtmm reproduce {experiment} --scale {scale} --replicas {replicas} --seed {seed}"
-               + (f" --devices {devices}" if devices is not None else "") + f" --out {out}"
+               + (f" --devices {devices}" if devices is not None else "")
+               + (f" --units {units}" if units != "nats" else "") + f" --out {out}"
                f"  # {time.time() - t0:.0f} s")
-    return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command, progress=False)
+    return write_report(runs, out, title=title, batches=settings["eval_batches"], command=command, progress=False,
+                        units=units)

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from gtmm._io import write_bytes_atomic  # noqa: E402
 from gtmm.errors import GtmmError  # noqa: E402
+from gtmm.units import unit_scale  # noqa: E402
 
 MODEL_COLOURS = {"vrnn": "tab:gray", "introspective": "tab:red", "ntm": "tab:blue", "lru": "tab:green",
                  "dnc": "tab:purple", "associative": "tab:orange"}
@@ -57,15 +58,15 @@ def _label(model: str, n: int) -> str:
     return f"{model} (n={n})" if n > 1 else model
 
 
-def _draw_kl_per_step(ax, groups: dict[str, list[tuple[Path, dict]]]) -> None:
+def _draw_kl_per_step(ax, groups: dict[str, list[tuple[Path, dict]]], units: str = "nats") -> None:
     recall = None
     for model, runs in groups.items():
-        kl = np.array([ev["kl_per_step"] for _, ev in runs])
+        kl = np.array([ev["kl_per_step"] for _, ev in runs]) * unit_scale(units)
         _band(ax, np.arange(1, kl.shape[1] + 1), kl, model, _label(model, len(runs)))
         recall = runs[0][1]["recall_start"]
     if recall is not None:
         ax.axvline(recall + 0.5, color="k", ls=":", lw=1, label="recall starts")
-    ax.set(xlabel="time step", ylabel="KL (nats)", title="KL per step after training")
+    ax.set(xlabel="time step", ylabel=f"KL ({units})", title="KL per step after training")
     ax.grid(alpha=0.3)
 
 
@@ -76,43 +77,47 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[1:] - c[np.arange(1, len(values) + 1) - n]) / n
 
 
-def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: str, title: str) -> None:
+def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: str, title: str,
+                         units: str = "nats") -> None:
     from gtmm.train import read_metrics
 
     for model, runs in groups.items():
-        curves = [np.array([m[key] for m in read_metrics(d)], float) for d, _ in runs]
+        curves = [np.array([m[key] for m in read_metrics(d)], float) * unit_scale(units) for d, _ in runs]
         length = min(len(c) for c in curves)
         if length == 0:
             continue
         window = max(1, length // 50)
         smoothed = np.array([_smooth(c[:length], window) for c in curves])
         _band(ax, np.arange(1, length + 1), smoothed, model, _label(model, len(runs)))
-    ax.set(xlabel="training step", ylabel="nats", title=title)
+    ax.set(xlabel="training step", ylabel=units, title=title)
     ax.grid(alpha=0.3)
 
 
-def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path) -> Path:
+def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path, units: str = "nats") -> Path:
     """KL at every step after training, one line per model; runs of the same model (seeds,
-    replicas) give the mean and its standard error across runs (paper section 4.1)."""
+    replicas) give the mean and its standard error across runs (paper section 4.1). `units`:
+    "nats" or "bits"."""
+    unit_scale(units)
     groups = _by_model(run_dirs)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    _draw_kl_per_step(ax, groups)
+    _draw_kl_per_step(ax, groups, units)
     ev0 = next(iter(groups.values()))[0][1]
     ax.set_title(f"{ev0['task']} l={ev0['l']} k={ev0['k']}: KL per step")
     ax.legend(fontsize=8)
     return _save(fig, Path(out))
 
 
-def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str = "") -> Path:
+def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str = "", units: str = "nats") -> Path:
     """The paper's three metrics side by side (Fig. 4, 6, 8, 10, 12, 14): KL at every step after
     training, last-step KL over training and the negative bound over training, each the mean and
     standard error over the runs of a model; training curves are smoothed by a trailing mean over
-    a fiftieth of the run."""
+    a fiftieth of the run. `units`: "nats" or "bits"."""
+    unit_scale(units)  # a bad name fails before any run is read
     groups = _by_model(run_dirs)
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    _draw_kl_per_step(axes[0], groups)
-    _draw_training_curve(axes[1], groups, "last_step_kl", "last-step KL over training")
-    _draw_training_curve(axes[2], groups, "negative_bound", "negative lower bound over training")
+    _draw_kl_per_step(axes[0], groups, units)
+    _draw_training_curve(axes[1], groups, "last_step_kl", "last-step KL over training", units)
+    _draw_training_curve(axes[2], groups, "negative_bound", "negative lower bound over training", units)
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -17,6 +17,7 @@ import gtmm
 from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
+from gtmm.units import unit_scale
 
 REPORT_NAME = "report.md"
 _MARK = "<!-- written by gtmm report -->"
@@ -102,13 +103,15 @@ def _check_out(out: Path, runs: list[Path]) -> None:
 
 
 def write_report(paths: list[str | Path], out: str | Path, title: str = "", batches: int = 10,
-                 command: str = "", progress: bool = True) -> Path:
+                 command: str = "", progress: bool = True, units: str = "nats") -> Path:
     """Write `out/report.md` and its PNGs for the runs at or below `paths`; returns the report's path.
 
     Runs are evaluated (and sampled) first where they have not been since their newest checkpoint.
+    `units` ("nats" or "bits") is what the tables and figures show; the runs' files stay in nats.
     """
     from gtmm.plots import plot_three_metrics
 
+    scale = unit_scale(units)  # a bad name fails before anything is evaluated
     runs = find_runs(paths)
     out = Path(out)
     _check_out(out, runs)
@@ -128,7 +131,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     lines = [_MARK, f"# {title or 'gtmm report'}", "",
              f"gtmm {gtmm.__version__}; {len(runs)} runs. Every number is the mean ± standard error over a"
              " model's runs (replicas or seeds), each run evaluated on the same held-out sequences;"
-             " KL and bounds in nats per sequence step or per sequence as labelled.", ""]
+             f" KL and bounds in {units} per sequence step or per sequence as labelled.", ""]
     if command:
         lines += ["Produced by:", "", f"```\n{command}\n```", ""]
     for (task, l, k, differs), models in sorted(experiments.items()):
@@ -152,9 +155,9 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
         for m in order:
             ev = [evals[r] for r in models[m]]
             steps = sorted({e["step"] for e in ev})
-            row = (f"| {m} | {len(ev)} | {', '.join(map(str, steps))} | {mean_se([e['negative_bound'] for e in ev])}"
-                   f" | {mean_se([e['kl_before_recall'] for e in ev])} | {mean_se([e['kl_recall'] for e in ev])}"
-                   f" | {mean_se([e['last_step_kl'] for e in ev])} |")
+            row = f"| {m} | {len(ev)} | {', '.join(map(str, steps))} |" + "".join(
+                f" {mean_se([e[key] * scale for e in ev])} |"
+                for key in ("negative_bound", "kl_before_recall", "kl_recall", "last_step_kl"))
             if with_gen:
                 row += (f" {mean_se([e.get('generation_accuracy') for e in ev])} |"
                         f" {mean_se([e.get('generation_chance') for e in ev])} |")
@@ -163,7 +166,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
                                ("generation_mse", "generation_mse_copy", "generation_mse_mean_frame"))
             lines.append(row)
         figure = plot_three_metrics([r for m in order for r in models[m]], out / f"{name}-metrics.png",
-                                    title=heading.replace(" = ", "="))
+                                    title=heading.replace(" = ", "="), units=units)
         lines += ["", f"![the three metrics]({figure.name})", "",
                   "Left: KL at every step after training. Middle: last-step KL over training."
                   " Right: negative lower bound over training. Bands: one standard error over runs.", "",

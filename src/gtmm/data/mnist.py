@@ -193,3 +193,21 @@ def verify_mnist(root: Path | None = None) -> dict[str, str]:
             _read_verified(path, name)
             report[name] = f"ok ({path})"
     return report
+
+
+def download_mnist(root: Path | None = None) -> dict[str, str]:
+    """Fetch every missing MNIST file into the data directory ahead of time (for a machine that
+    will train offline); name -> 'ok (path)' for a file present and verified, 'downloaded (path)',
+    or 'failed' (no network, or no mirror served a file that passes its checksum). A file present
+    is verified, never replaced: a corrupt one is an error naming it."""
+    folder = (root or data_dir()) / "mnist"
+    report = {}
+    for name in CHECKSUMS:
+        path = _find(folder, name)
+        if path is not None:
+            _read_verified(path, name)
+            report[name] = f"ok ({path})"
+        else:
+            path = _fetch_missing(folder, name)
+            report[name] = "failed" if path is None else f"downloaded ({path})"
+    return report

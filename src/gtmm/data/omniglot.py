@@ -210,3 +210,19 @@ def verify_omniglot(root: Path | None = None) -> dict[str, str]:
         else:
             report[name] = "missing"
     return report
+
+
+def download_omniglot(root: Path | None = None) -> dict[str, str]:
+    """Fetch the two full archives (`FULL`) into the data directory ahead of time, as
+    `download_mnist`; the 5-alphabet subsets are not fetched (the full archives hold them)."""
+    folder = (root or data_dir()) / "omniglot"
+    report = {}
+    for name in FULL:
+        path = folder / name
+        if path.exists():
+            _verified(path, name)
+            report[name] = f"ok ({path})"
+        else:
+            ok = download([p + name for p in URL_PREFIXES], path, lambda d, n=name: _checksum_ok(d, n))
+            report[name] = f"downloaded ({path})" if ok else "failed"
+    return report
