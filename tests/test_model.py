@@ -213,3 +213,34 @@ def test_min_std_floors_both_gaussians_and_is_checked(batch):
     for bad in (0.0, -1.0, float("nan"), float("inf"), True):
         with pytest.raises(GtmmError, match="min std must be a positive number"):
             ModelConfig("vrnn", 5, min_std=bad).resolved()
+
+
+def test_mask_leaves_out_padding_and_nothing_leaks_from_it(recall_task):
+    """SPEC 1's optional [B, T] mask: the second sequence ends after 3 of 5 steps. Whatever its
+    padding holds, the masked loss and every gradient are the same, and the loss is minus the
+    mean over sequences of each one's own steps' free energy; unmasked, the padding counts."""
+    model = init_model(ModelConfig("dnc", 5, hidden_size=16, map_hidden=16, slots=5), 0)
+    b = recall_task.batch("train", 2, 0, 0)
+    frames, ctx = jnp.asarray(b.frames), jnp.asarray(b.context)
+    noise = jnp.asarray(np.random.default_rng(0).uniform(size=frames.shape[2:]), frames.dtype)
+    other = frames.at[1, 3:].set(noise)  # other padding after the second sequence's end
+    mask = jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)
+    grad = eqx.filter_jit(eqx.filter_value_and_grad(loss_fn, has_aux=True))
+    key = jax.random.PRNGKey(0)
+    (l1, terms), g1 = grad(model, frames, ctx, key, mask)
+    (l2, _), g2 = grad(model, other, ctx, key, mask)
+    (l3, _), _ = grad(model, other, ctx, key)
+    free = np.asarray(terms.log_likelihood - terms.kl)
+    np.testing.assert_allclose(float(l1), -(free[0].sum() + free[1, :3].sum()) / 2, rtol=1e-6)
+    np.testing.assert_allclose(float(l1), float(l2), rtol=1e-6)
+    assert abs(float(l3) - float(l2)) > 1.0  # the check above could fail: padding counts without the mask
+    for a, c in zip(jax.tree_util.tree_leaves(eqx.filter(g1, eqx.is_array)),
+                    jax.tree_util.tree_leaves(eqx.filter(g2, eqx.is_array))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-6 * max(1.0, np.abs(a).max()))
+    (full, _), _ = grad(model, frames, ctx, key, jnp.ones((2, 5), bool))
+    np.testing.assert_allclose(float(full), float(grad(model, frames, ctx, key)[0][0]), rtol=1e-6)
+
+    for bad, words in ((jnp.ones((2, 4)), "shape (2, 4)"), (jnp.array([[1, 0, 1, 1, 1]] * 2), "no gaps"),
+                       (jnp.full((2, 5), 0.5), "1 for a sequence's steps")):
+        with pytest.raises(GtmmError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            loss_fn(model, frames, ctx, key, bad)

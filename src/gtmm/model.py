@@ -324,11 +324,35 @@ def batch_terms(model: GTMM, frames: Float[Array, "batch time c h w"], task_cont
     return jax.vmap(model)(frames, task_context, keys)
 
 
-def loss_fn(model: GTMM, frames, task_context, key) -> tuple[Float[Array, ""], StepTerms]:
-    """Negative variational lower bound per sequence, averaged over the batch: -sum_t F_t (eq. 5)."""
+def check_mask(mask, frames) -> None:
+    """A sequence mask must be `[batch, time]` like the frames and, where its values are known
+    (outside jit), 1 for each sequence's steps and 0 only for padding after its end."""
+    if tuple(mask.shape) != tuple(frames.shape[:2]):
+        raise GtmmError(f"the mask has shape {tuple(mask.shape)}, the frames {tuple(frames.shape)}; give one"
+                        f" value per sequence and step, shape {tuple(frames.shape[:2])}")
+    if isinstance(mask, jax.core.Tracer):
+        return
+    m = jnp.asarray(mask)
+    if not bool(jnp.all((m == 0) | (m == 1))) or bool(jnp.any(jnp.diff(m.astype(jnp.int32), axis=1) > 0)):
+        raise GtmmError("the mask must be 1 for a sequence's steps and 0 for padding after its end (no gaps);"
+                        " a step's frame enters the memory, so missing frames inside a sequence are not masking")
+
+
+def loss_fn(model: GTMM, frames, task_context, key,
+            mask: Bool[Array, "batch time"] | None = None) -> tuple[Float[Array, ""], StepTerms]:
+    """Negative variational lower bound per sequence, averaged over the batch: -sum_t F_t (eq. 5).
+
+    With `mask` (SPEC section 1's optional `[B, T]` mask, for sequences of different lengths
+    padded at the end with any valid frames, zeros for instance), the sum runs over each sequence's
+    own steps. A step's terms depend only on the frames up to it, so a padded sequence's loss and
+    gradient do not depend on what the padding holds. The tasks' sequences all have one length and
+    the training loop passes no mask; this is for custom training loops over such data."""
     terms = batch_terms(model, frames, task_context, key)
-    free_energy = jnp.sum(terms.log_likelihood - terms.kl, axis=-1)
-    return -jnp.mean(free_energy), terms
+    per_step = terms.log_likelihood - terms.kl
+    if mask is not None:
+        check_mask(mask, frames)
+        per_step = jnp.where(jnp.asarray(mask, bool), per_step, 0.0)
+    return -jnp.mean(jnp.sum(per_step, axis=-1)), terms
 
 
 def count_parameters(model: eqx.Module) -> int:
