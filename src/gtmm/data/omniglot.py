@@ -198,31 +198,30 @@ def _read(folder: Path, names: list[str]) -> ImageDataset:
     return ImageDataset("omniglot", train, ev, source, tuple(class_names))
 
 
-def verify_omniglot(root: Path | None = None) -> dict[str, str]:
-    """Check every known Omniglot archive present in the data directory; name -> 'ok (...)' or 'missing'."""
+def _survey(root: Path | None, names, fetch: bool) -> dict[str, str]:
+    """name -> 'ok (path)' for an archive present and verified (a corrupt one is an error, never
+    replaced); for one absent, 'missing', or with `fetch` 'downloaded (path)' or 'failed'."""
     folder = (root or data_dir()) / "omniglot"
     report = {}
-    for name in ARCHIVES:
+    for name in names:
         path = folder / name
         if path.exists():
             _verified(path, name)
             report[name] = f"ok ({path})"
-        else:
+        elif not fetch:
             report[name] = "missing"
+        else:
+            ok = download([p + name for p in URL_PREFIXES], path, lambda d, n=name: _checksum_ok(d, n))
+            report[name] = f"downloaded ({path})" if ok else "failed"
     return report
+
+
+def verify_omniglot(root: Path | None = None) -> dict[str, str]:
+    """Check every known Omniglot archive present in the data directory; name -> 'ok (...)' or 'missing'."""
+    return _survey(root, ARCHIVES, fetch=False)
 
 
 def download_omniglot(root: Path | None = None) -> dict[str, str]:
     """Fetch the two full archives (`FULL`) into the data directory ahead of time, as
     `download_mnist`; the 5-alphabet subsets are not fetched (the full archives hold them)."""
-    folder = (root or data_dir()) / "omniglot"
-    report = {}
-    for name in FULL:
-        path = folder / name
-        if path.exists():
-            _verified(path, name)
-            report[name] = f"ok ({path})"
-        else:
-            ok = download([p + name for p in URL_PREFIXES], path, lambda d, n=name: _checksum_ok(d, n))
-            report[name] = f"downloaded ({path})" if ok else "failed"
-    return report
+    return _survey(root, FULL, fetch=True)
