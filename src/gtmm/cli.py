@@ -432,7 +432,13 @@ def _sweep(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from gtmm.errors import GtmmError
+    from gtmm.memories import load_plugins
 
+    try:
+        load_plugins()  # before the parser, whose help lists the models
+    except GtmmError as e:
+        print(f"gtmm: error: {e}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
     try:

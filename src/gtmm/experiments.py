@@ -32,7 +32,6 @@ EXPERIMENTS = {
     "rotation-3d": {"task": "rotation-3d", "l": 15, "k": 15, "figure": "Fig. 17"},
 }
 ALIASES = {"perfect-recall": "perfect-recall-15", "parity-recall": "parity-recall-15"}
-MODELS = tuple(MEMORIES)
 # Per scale: training steps and batch per run, replicas per model, held-out batches (of 10) each
 # run is evaluated on.
 # - smoke: minutes, to try things out (the README's main job; batch halved to fit 6 models x 3
@@ -53,7 +52,7 @@ SCALES = {
 
 
 def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progress: bool = True,
-              replicas: int | None = None, models: tuple[str, ...] = MODELS,
+              replicas: int | None = None, models: tuple[str, ...] | None = None,
               devices: int | str | None = None, units: str = "nats") -> Path:
     """Run `experiment` for every model at `scale` into `out` (`out/MODEL/replica-r`, seeds
     `seed + r`), evaluate and sample every replica, and write `out/report.md`; returns its path.
@@ -65,6 +64,7 @@ def reproduce(experiment: str, scale: str, out: str | Path, seed: int = 0, progr
         raise GtmmError(f"unknown experiment {experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
     if scale not in SCALES:
         raise GtmmError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
+    models = tuple(MEMORIES) if models is None else models  # registered memories included
     unknown = [m for m in models if m not in MEMORIES]
     if unknown or not models:
         raise GtmmError(f"unknown model(s) {unknown}; choose from: {', '.join(MEMORIES)}")

@@ -147,9 +147,11 @@ def _import_ray():
 
 def _run_one(config: dict, run_dir: str, log: str, eval_batches: int) -> dict:
     """One run on a Ray worker: train (resuming from its checkpoint after a retry), then evaluate."""
+    from gtmm.memories import load_plugins
     from gtmm.report import ensure_evaluated
     from gtmm.train import train
 
+    load_plugins()  # a worker is a fresh process: the memories of installed plugins, as the command line has
     append_jsonl(log, {"run": run_dir, "event": "start", "pid": os.getpid(), "host": socket.gethostname(),
                        "time": round(time.time(), 3)})
     summary = train(TrainConfig(**config), run_dir, progress=False)

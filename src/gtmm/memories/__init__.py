@@ -41,8 +41,57 @@ DEFAULT_HIDDEN_WITH_CONTROLLER = {"inception": 98, "two-pathway": 110}
 
 def check_model(name: str) -> None:
     if name not in MEMORIES:
-        raise GtmmError(f"unknown model {name!r}; choose one of: {', '.join(MEMORIES)}")
+        raise GtmmError(f"unknown model {name!r}; choose one of: {', '.join(MEMORIES)}"
+                        " (a memory of your own: gtmm.memories.register_memory)")
 
 
-__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK",
+PLUGIN_GROUP = "gtmm.memories"  # entry-point group whose modules register memories when imported
+
+
+def register_memory(name: str, memory: type[AbstractMemory], hidden_size: int | dict[str, int]) -> None:
+    """Make `memory` a model that gtmm trains, evaluates, reports and reproduces under `name`.
+
+    `memory` subclasses `AbstractMemory` (or `base.InterfaceMemory`) and takes the keyword
+    arguments every memory gets (`latent_size`, `observation_size`, `task_context_size`,
+    `hidden_size`, `slots`, `read_heads`, `word_size`, `key`; `**_` for those it ignores).
+    `hidden_size` is its controller's default width, one for both networks or
+    {"inception": H, "two-pathway": H3} (choose it with `gtmm info` to match Table 1's counts).
+
+    From Python, call this before building a model. For the command line, and for runs read back
+    later, put the call in a module and name the module in your package's entry points, group
+    "gtmm.memories" (`load_plugins`)."""
+    if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_" for ch in name):
+        raise GtmmError(f"a memory's name must be a non-empty word of letters, digits, - and _; got {name!r}")
+    if name in MEMORIES and MEMORIES[name] is not memory:
+        raise GtmmError(f"a memory named {name!r} is already registered ({MEMORIES[name].__name__}); choose another name")
+    if not (isinstance(memory, type) and issubclass(memory, AbstractMemory)):
+        raise GtmmError(f"memory {name!r} must be a subclass of gtmm.memories.AbstractMemory, got {memory!r}")
+    sizes = hidden_size if isinstance(hidden_size, dict) else dict.fromkeys(DEFAULT_HIDDEN_BY_NETWORK, hidden_size)
+    if set(sizes) != set(DEFAULT_HIDDEN_BY_NETWORK) or not all(
+            isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in sizes.values()):
+        raise GtmmError(f"hidden size of memory {name!r} must be a positive integer, or one for each network"
+                        f" ({', '.join(DEFAULT_HIDDEN_BY_NETWORK)}); got {hidden_size!r}")
+    MEMORIES[name] = memory
+    for network, h in sizes.items():
+        DEFAULT_HIDDEN_BY_NETWORK[network][name] = h
+
+
+def load_plugins() -> list[str]:
+    """Import every module named in the installed packages' "gtmm.memories" entry points (each
+    registers its memories when imported); returns the entry points' names. The command line and
+    sweep workers call this; a module that fails to import is a one-line error naming it."""
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()
+        except Exception as e:  # any error of a third party's module: name it, do not hide it
+            raise GtmmError(f"the gtmm.memories plugin {point.name!r} ({point.value}) failed to load:"
+                            f" {type(e).__name__}: {e}; fix or uninstall it") from None
+        loaded.append(point.name)
+    return loaded
+
+
+__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "PLUGIN_GROUP", "register_memory", "load_plugins", "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK",
            "DEFAULT_HIDDEN_WITH_CONTROLLER", "check_model"]
