@@ -354,11 +354,12 @@ def _run(args) -> int:
                 print(f"{args.task}: networks {defaults.get('network')}, latent {defaults.get('latent_size')}")
         variants = [(name, {}, "") for name in MEMORIES]
         variants.append(("introspective", {"context_with_controller": True}, ", with --context-with-controller"))
+        width = max(14, *(len(name) for name, _, _ in variants))
         for name, options, note in variants:
             cfg = ModelConfig(name, l + k, **options, **defaults).resolved()
             n = count_parameters(eqx.filter_eval_shape(GTMM, cfg, key=jax.random.PRNGKey(0)))
             slots = f", {cfg.slots} slots of {cfg.word_size}" if cfg.word_size else ""
-            print(f"{name:14s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k}{note})")
+            print(f"{name:{width}s} {n:>10,d} parameters (LSTM {cfg.hidden_size}{slots}, T={l + k}{note})")
     elif args.command == "bench":
         from gtmm.bench import bench
         from gtmm.train import TrainConfig
