@@ -42,7 +42,8 @@ DEFAULT_HIDDEN_WITH_CONTROLLER = {"inception": 98, "two-pathway": 110}
 def check_model(name: str) -> None:
     if name not in MEMORIES:
         raise GtmmError(f"unknown model {name!r}; choose one of: {', '.join(MEMORIES)}"
-                        " (a memory of your own: gtmm.memories.register_memory)")
+                        " (a memory of your own: install the package that registers it through a 'gtmm.memories'"
+                        " entry point, or call gtmm.memories.register_memory first)")
 
 
 PLUGIN_GROUP = "gtmm.memories"  # entry-point group whose modules register memories when imported
