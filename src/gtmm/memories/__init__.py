@@ -94,5 +94,6 @@ def load_plugins() -> list[str]:
     return loaded
 
 
-__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "PLUGIN_GROUP", "register_memory", "load_plugins", "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK",
-           "DEFAULT_HIDDEN_WITH_CONTROLLER", "check_model"]
+__all__ = ["AbstractMemory", "ControllerInput", "MEMORIES", "PLUGIN_GROUP", "register_memory", "load_plugins",
+           "DEFAULT_HIDDEN", "DEFAULT_HIDDEN_3D", "DEFAULT_HIDDEN_BY_NETWORK", "DEFAULT_HIDDEN_WITH_CONTROLLER",
+           "check_model"]
