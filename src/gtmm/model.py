@@ -327,8 +327,8 @@ def batch_terms(model: GTMM, frames: Float[Array, "batch time c h w"], task_cont
 def check_mask(mask, frames) -> None:
     """A sequence mask must be `[batch, time]` like the frames and, where its values are known
     (outside jit), 1 for each sequence's steps and 0 only for padding after its end."""
-    if tuple(mask.shape) != tuple(frames.shape[:2]):
-        raise GtmmError(f"the mask has shape {tuple(mask.shape)}, the frames {tuple(frames.shape)}; give one"
+    if tuple(jnp.shape(mask)) != tuple(frames.shape[:2]):
+        raise GtmmError(f"the mask has shape {tuple(jnp.shape(mask))}, the frames {tuple(frames.shape)}; give one"
                         f" value per sequence and step, shape {tuple(frames.shape[:2])}")
     if isinstance(mask, jax.core.Tracer):
         return
