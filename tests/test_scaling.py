@@ -207,7 +207,7 @@ def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(one_device, tmp_p
                "--set", f"l={tiny.l}", "--set", f"k={tiny.k}", "--set", f"batch-size={tiny.batch_size}",
                "--set", f"checkpoint-every={tiny.checkpoint_every}",
                *(a for name, value in tiny.model_overrides.items() for a in ("--set", f"{name}={value}")),
-               "--eval-batches", "1", "--cpus", "2", "--out", str(out)]
+               "--eval-batches", "1", "--cpus", "2", "--units", "bits", "--out", str(out)]
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     try:
@@ -251,6 +251,7 @@ def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(one_device, tmp_p
         for steps in (2, LONG):
             assert f"## {task}, l = {tiny.l}, k = {tiny.k}, steps {steps}," in report
     assert report.count(f"| {tiny.model} | 3 |") == 4  # mean ± s.e. over the 3 replicas of each grid point
+    assert "KL and bounds in bits" in report  # --units reaches the report
     assert "12 of 12 runs finished" in stdout
 
 

@@ -191,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--gpus-per-run", type=float, default=0.0)
     sw.add_argument("--max-retries", type=int, default=3, help="times Ray re-runs a run whose worker died")
     sw.add_argument("--eval-batches", type=_positive_int, default=10, help="held-out batches of 10 per run")
+    _units_flag(sw, "what the report shows (the runs' files stay in nats)")
 
     i = sub.add_parser("info", help="parameter count of every model")
     i.add_argument("--l", type=int, default=None, help="default 15 (with --task: the task's)")
@@ -422,7 +423,7 @@ def _sweep(args) -> int:
     print(f"sweep: {len(runs)} runs into {args.out}", flush=True)
     summary = sweep(runs, args.out, address=args.address, max_retries=args.max_retries,
                     eval_batches=args.eval_batches, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                    num_cpus=args.cpus, command=args.command_line)
+                    num_cpus=args.cpus, command=args.command_line, units=args.units)
     for run in summary["runs"]:
         if run["status"] != "finished":
             print(f"failed: {run['run']}: {run['error']}")

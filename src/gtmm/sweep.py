@@ -29,6 +29,7 @@ from gtmm._io import append_jsonl, write_json_atomic
 from gtmm.errors import GtmmError
 from gtmm.model import ModelConfig
 from gtmm.train import TrainConfig, lr_drops_text, replica_dirs
+from gtmm.units import unit_scale
 
 ALIASES = {"lr": "learning_rate", "lr_drop": "lr_drops"}
 # Grid axes that are TrainConfig fields; the rest of the settings are ModelConfig overrides.
@@ -163,15 +164,17 @@ def _run_one(config: dict, run_dir: str, log: str, eval_batches: int) -> dict:
 
 def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address: str | None = None,
           max_retries: int = 3, eval_batches: int = 10, cpus_per_run: float = 1, gpus_per_run: float = 0,
-          num_cpus: int | None = None, title: str = "", command: str = "") -> dict:
+          num_cpus: int | None = None, title: str = "", command: str = "", units: str = "nats") -> dict:
     """Run `runs` (from `expand_grid`) as Ray tasks into `out`, then report the finished ones.
 
     `address`: a Ray cluster to join ("auto": the one this machine belongs to); None starts a
     local one with `num_cpus` CPUs (default: all). Returns the summary written to `out/sweep.json`:
-    every run's outcome, the failed ones with their error, and the report's path.
+    every run's outcome, the failed ones with their error, and the report's path. `units`
+    ("nats" or "bits") is what the report shows.
     """
     from gtmm.report import write_report
 
+    unit_scale(units)  # before the cluster starts
     ray = _import_ray()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -209,6 +212,6 @@ def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address:
                "seconds": round(time.time() - t0, 1), "report": None}
     if finished:
         summary["report"] = str(write_report(finished, out / "report", title=title or f"sweep of {len(results)} runs",
-                                             batches=eval_batches, command=command, progress=False))
+                                             batches=eval_batches, command=command, progress=False, units=units))
     write_json_atomic(out / "sweep.json", summary)
     return summary
