@@ -92,3 +92,22 @@ def test_report_and_plots_in_bits(tmp_path, replica_runs):
     with pytest.raises(GtmmError, match="unknown units 'bytes'"):
         write_report([replica_runs], tmp_path / "bad", units="bytes")
     assert not (tmp_path / "bad").exists()
+
+
+def test_maze_samples_show_the_actions(tmp_path):
+    """The maze's sample grid writes each step's action above its frame (Fig. 15): the labels
+    come from the one-hot context, and the grid gets a strip of room for them."""
+    from PIL import Image
+
+    from gtmm.plots import action_label, save_sample_grid
+    from gtmm.tasks.mnist_maze import ACTIONS
+
+    assert action_label(np.zeros(4)) == "start"
+    assert [action_label(np.eye(4)[a]) for a in range(4)] == ["\u2191", "\u2193", "\u2190", "\u2192"]
+    assert [a[0] for a in ACTIONS] == ["up", "down", "left", "right"]
+    frames = np.random.default_rng(0).uniform(size=(2, 3, 1, 32, 32)).astype(np.float32)
+    plain = save_sample_grid(tmp_path / "plain.png", frames, frames, frames, 2)
+    noted = save_sample_grid(tmp_path / "noted.png", frames, frames, frames, 2,
+                             above=[["start", "\u2191", "\u2192"], ["start", "\u2193", "\u2190"]])
+    (w1, h1), (w2, h2) = Image.open(plain).size, Image.open(noted).size
+    assert w1 == w2 and h2 > h1

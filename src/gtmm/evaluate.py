@@ -92,9 +92,11 @@ def evaluate_run(run_dir: str | Path, batches: int = 10, samples: int = 4, step:
 
 
 def _save_samples(path: Path, config, step: int, task, batch, recon, gen, n: int) -> Path:
-    from gtmm.plots import save_sample_grid
+    from gtmm.plots import action_label, save_sample_grid
 
-    return save_sample_grid(path, batch.frames[:n], recon[:n], gen[:n], task.recall_start,
+    # the maze's actions above its frames (Fig. 15): what a generated frame should show follows from them
+    above = ([[action_label(c) for c in batch.context[i]] for i in range(n)] if batch.context.shape[-1] else None)
+    return save_sample_grid(path, batch.frames[:n], recon[:n], gen[:n], task.recall_start, above=above,
                             title=f"{config.model} on {config.task} (l={config.l}, k={config.k}), step {step}")
 
 

@@ -153,8 +153,10 @@ HIGHLIGHT_RGB = (0.84, 0.15, 0.16)  # matplotlib's tab:red
 
 
 def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generated: np.ndarray, recall_start: int,
-                     title: str = "") -> Path:
+                     title: str = "", above: list[list[str]] | None = None) -> Path:
     """Rows per sequence: input, reconstruction, continual generation (prior from `recall_start` on).
+    `above[i][t]`, when given, is written above sequence i's frame t (the maze's actions, as the
+    paper's Fig. 15 shows them).
 
     Drawn as one mosaic image (one axes): a subplot per frame took ~6 s per grid, most of a
     run's evaluation at smoke scale.
@@ -162,12 +164,15 @@ def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generate
     n, T = frames.shape[:2]
     h, w = _as_rgb(frames[0, 0]).shape[:2]
     pad, gap = 2, 8  # pixels around each frame (red where generated), and between sequences
+    top = gap if above is not None else 0  # room for the first sequence's notes
     cell_h, cell_w = h + 2 * pad, w + 2 * pad
-    canvas = np.ones((3 * n * cell_h + (n - 1) * gap, T * cell_w, 3), np.float32)
-    centres = []
+    canvas = np.ones((top + 3 * n * cell_h + (n - 1) * gap, T * cell_w, 3), np.float32)
+    centres, notes = [], []
     for i in range(n):
         for row, data in enumerate((frames, recon, generated)):
-            y0 = (3 * i + row) * cell_h + i * gap
+            y0 = top + (3 * i + row) * cell_h + i * gap
+            if row == 0 and above is not None:
+                notes += [((t + 0.5) * cell_w, y0 - gap / 2, above[i][t]) for t in range(T)]
             centres.append((y0 + cell_h / 2, ("input", "recon.", "generated")[row]))
             for t in range(T):
                 x0 = t * cell_w
@@ -180,8 +185,17 @@ def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generate
     ax.set_axis_off()
     for y, name in centres:
         ax.text(-3, y, name, fontsize=6, ha="right", va="center")
+    for x, y, text in notes:
+        ax.text(x, y, text, fontsize=6, ha="center", va="center")
     fig.suptitle(title + "\n(red frames: generated from the prior)", fontsize=8)
     return _save(fig, Path(path))
+
+
+def action_label(context: np.ndarray) -> str:
+    """The maze's one-hot action c_t as an arrow ("start" for the zero action at t = 0)."""
+    from gtmm.tasks.mnist_maze import ACTIONS, ARROWS
+
+    return ARROWS[ACTIONS[int(np.argmax(context))][0]] if context.sum() > 0 else "start"
 
 
 def _frame_notes(batch, i: int, t: int, copies_source: bool) -> tuple[str, str]:
@@ -189,10 +203,7 @@ def _frame_notes(batch, i: int, t: int, copies_source: bool) -> tuple[str, str]:
     above = str(t)
     below = str(int(batch.labels[i, t]))
     if batch.context.shape[-1]:
-        from gtmm.tasks.mnist_maze import ACTIONS, ARROWS
-
-        c = batch.context[i, t]
-        above += " " + (ARROWS[ACTIONS[int(np.argmax(c))][0]] if c.sum() > 0 else "start")
+        above += " " + action_label(batch.context[i, t])
     if batch.positions is not None:
         r, c = batch.positions[i, t]
         below += f" ({r},{c})"
