@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gtmm._io import write_bytes_atomic  # noqa: E402
@@ -67,6 +68,7 @@ def _draw_kl_per_step(ax, groups: dict[str, list[tuple[Path, dict]]], units: str
     if recall is not None:
         ax.axvline(recall + 0.5, color="k", ls=":", lw=1, label="recall starts")
     ax.set(xlabel="time step", ylabel=f"KL ({units})", title="KL per step after training")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.grid(alpha=0.3)
 
 
@@ -90,6 +92,7 @@ def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: st
         smoothed = np.array([_smooth(c[:length], window) for c in curves])
         _band(ax, np.arange(1, length + 1), smoothed, model, _label(model, len(runs)))
     ax.set(xlabel="training step", ylabel=units, title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 
 
