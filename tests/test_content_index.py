@@ -101,12 +101,13 @@ def _dense_step(mem, carry, z):
 
 
 def _dense_reference(mem, latents):
-    """The same parameters read densely: pi_content w_content + pi_next w_next over all filled slots."""
+    """The same parameters read densely: pi_content w_content + pi_next w_next over all filled slots;
+    Psi at every step and the last step's read weights."""
     carry, psis = (jnp.zeros((mem.slots, Z)), jnp.array(0), jnp.zeros((R, mem.slots)), jnp.zeros(H), jnp.zeros(H)), []
     for z in latents:
         carry, psi = _dense_step(mem, carry, z)
         psis.append(psi)
-    return jnp.stack(psis)
+    return jnp.stack(psis), carry[2]
 
 
 _step = eqx.filter_jit(lambda mem, z, state: mem(_inputs(z), state))
@@ -126,8 +127,11 @@ def test_index_that_returns_every_slot_with_k_equal_to_slots_is_the_dense_read()
     slots = 5
     mem = _indexed(slots, slots, index_tables=1, index_bits=0, index_capacity=slots)
     latents = _latents(13)
-    psis, _ = _indexed_run(mem, latents)
-    np.testing.assert_allclose(psis, _dense_reference(mem, latents), rtol=1e-5, atol=1e-6)
+    psis, state = _indexed_run(mem, latents)
+    dense_psis, dense_weights = _dense_reference(mem, latents)
+    np.testing.assert_allclose(psis, dense_psis, rtol=1e-5, atol=1e-6)
+    # the k (slot, weight) pairs the index keeps, spread back over the slots (`gtmm reads`)
+    np.testing.assert_allclose(mem.read_weights_after(state), dense_weights, rtol=1e-5, atol=1e-6)
 
 
 def test_indexed_memory_scans_jits_and_has_finite_gradients_with_an_approximate_index():

@@ -390,3 +390,27 @@ def test_lru_gets_five_slots_per_step_and_others_one():
         "vrnn": 20, "introspective": 20, "ntm": 20, "lru": 100, "dnc": 20, "associative": 20}
     assert ModelConfig("lru", 20, slots=7).resolved().slots == 7
     assert ModelConfig("dnc", 20).resolved().word_size == 32
+
+
+def test_read_weights_after_are_the_weights_each_step_read_with(memory):
+    """`read_weights_after(state)` (what `gtmm reads` plots) is a weighting per head over the slots
+    at every step, and the reads each memory returned are made with it: phi = w M for the NTM, LRU
+    and DNC, Psi = (w M) * sigmoid(g) for the introspective and associative memories (eq. 11-12)."""
+    name, mem = memory
+    psi, states = unroll_with_states(mem, _sequence(0))
+    if name == "vrnn":
+        assert mem.read_weights_after(mem.initial_state()) is None
+        return
+    w = np.asarray(jax.vmap(mem.read_weights_after)(states))
+    assert w.shape == (T_SMALL, SMALL["read_heads"], SMALL["slots"]), name
+    assert w.min() >= 0 and w.sum(-1).max() <= 1 + 1e-5 and w.sum(-1).max() > 0, name
+    if hasattr(states, "reads"):  # interface memories: the reads fed back to the controller
+        store = states.access.memory if name == "dnc" else states.memory
+        np.testing.assert_allclose(np.asarray(states.reads), np.einsum("trs,tsw->trw", w, np.asarray(store)),
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    else:  # the latents' memories: gated reads, the gate from the controller state before the step
+        prev_h = jnp.concatenate([mem.initial_state().h[None], states.h[:-1]])
+        gates = np.asarray(jax.nn.sigmoid(jax.vmap(mem.gate)(prev_h))).reshape(T_SMALL, SMALL["read_heads"], -1)
+        reads = np.einsum("trs,tsl->trl", w, np.asarray(states.store)) * gates
+        np.testing.assert_allclose(np.asarray(psi)[:, :reads[0].size], reads.reshape(T_SMALL, -1), rtol=1e-4,
+                                   atol=1e-5, err_msg=name)

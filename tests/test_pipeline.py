@@ -111,3 +111,21 @@ def test_maze_samples_show_the_actions(tmp_path):
                              above=[["start", "\u2191", "\u2192"], ["start", "\u2193", "\u2190"]])
     (w1, h1), (w2, h2) = Image.open(plain).size, Image.open(noted).size
     assert w1 == w2 and h2 > h1
+
+
+def test_reads_plot_of_a_trained_run(tmp_path, replica_runs, capsys):
+    """`gtmm reads`: a PNG of the introspective run's read weights; the VRNN, which has no slots,
+    and a sequence outside the evaluation's first batch get one-line errors, nothing written."""
+    from gtmm.cli import main
+    from gtmm.evaluate import plot_reads
+    from tests.test_cli import main_error
+
+    png = plot_reads(replica_runs / "introspective" / "replica-0", tmp_path / "reads.png", sequence=3)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no memory slots to read" in main_error(capsys, "reads", str(replica_runs / "vrnn" / "replica-0"),
+                                                   "--out", str(tmp_path / "v.png"))
+    assert "choose 0-9" in main_error(capsys, "reads", str(replica_runs / "introspective" / "replica-0"),
+                                      "--sequence", "10", "--out", str(tmp_path / "s.png"))
+    assert not (tmp_path / "v.png").exists() and not (tmp_path / "s.png").exists()
+    assert main(["reads", str(replica_runs / "introspective" / "replica-1"), "--out", str(tmp_path / "r1.png")]) == 0
+    assert (tmp_path / "r1.png").exists()

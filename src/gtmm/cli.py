@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--sequences", type=_positive_int, default=4)
 
+    rd = sub.add_parser("reads", help="PNG of where each read head of a run's memory looks at every step of a"
+                                      " held-out sequence")
+    rd.add_argument("run_dir")
+    rd.add_argument("--sequence", type=int, default=0, help="which sequence of the evaluation's first batch (0-9)")
+    rd.add_argument("--step", type=_positive_int, default=None, help="a kept checkpoint (default: the newest)")
+    rd.add_argument("--out", required=True, help="PNG file")
+
     pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4)")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", required=True, help="PNG file")
@@ -314,6 +321,10 @@ def _run(args) -> int:
         from gtmm.evaluate import sample_run
 
         print(sample_run(args.run_dir, args.sequences))
+    elif args.command == "reads":
+        from gtmm.evaluate import plot_reads
+
+        print(plot_reads(args.run_dir, args.out, sequence=args.sequence, step=args.step))
     elif args.command == "plot":
         from gtmm.plots import plot_three_metrics
 

@@ -109,3 +109,41 @@ def sample_run(run_dir: str | Path, sequences: int = 4) -> Path:
                            jax.random.PRNGKey(0))
     return _save_samples(run_dir / "samples.png", config, step, task, batch, np.asarray(recon), np.asarray(gen),
                          sequences)
+
+
+@eqx.filter_jit
+def read_weights_trace(model, frames, task_context, key):
+    """The memory's read weights at every step of one sequence, `[time, heads, slots]`, with the
+    latents from the posterior as in training (`AbstractMemory.read_weights_after`)."""
+    T = frames.shape[0]
+    noise = jax.random.normal(key, (T, model.latent_size))
+
+    def step(carry, xs):
+        carry, _ = model.step(carry, xs)
+        return carry, model.memory.read_weights_after(carry[0])
+
+    xs = (model.embed(frames), task_context, noise, jnp.ones(T, bool))
+    return jax.lax.scan(step, model.initial_carry(), xs)[1]
+
+
+def plot_reads(run_dir: str | Path, out: str | Path, sequence: int = 0, step: int | None = None) -> Path:
+    """A PNG of where each read head of a run's memory looks at every step of held-out sequence
+    `sequence` (the evaluation's first batch), with the frames along the side: for perfect
+    recall, the recall steps should read the slots that hold the frames they repeat."""
+    from gtmm.errors import GtmmError
+    from gtmm.plots import save_read_weights
+
+    if not 0 <= sequence < 10:
+        raise GtmmError(f"sequence {sequence} is not one of the evaluation's first batch; choose 0-9")
+    run_dir = Path(run_dir)
+    config, task, model, step = load_trained(run_dir, step)
+    if model.memory.read_weights_after(model.memory.initial_state()) is None:
+        raise GtmmError(f"{config.model} has no memory slots to read (its memory is the LSTM state); choose a run of"
+                        " a model with a memory")
+    batch, i = task.batch("eval", 10, EVAL_SEED, 0), sequence  # the evaluation's first batch (evaluate_run)
+    weights = read_weights_trace(model, jnp.asarray(batch.frames[i]), jnp.asarray(batch.context[i]),
+                                 jax.random.PRNGKey(0))
+    title = (f"{config.model} on {config.task} (l={config.l}, k={config.k}), step {step}: read weights,"
+             f" held-out sequence {sequence}")
+    return save_read_weights(Path(out), np.asarray(weights), batch.frames[i], task.recall_start, title)
+

@@ -194,6 +194,38 @@ def save_sample_grid(path: Path, frames: np.ndarray, recon: np.ndarray, generate
     return _save(fig, Path(path))
 
 
+def save_read_weights(path: Path, weights: np.ndarray, frames: np.ndarray, recall_start: int, title: str = "") -> Path:
+    """One heat map per read head of `weights` (`[time, heads, slots]`): row t is where the head
+    read at step t + 1; beside them the sequence's frames, one per row, and a line where recall
+    starts."""
+    T, heads, slots = weights.shape
+    panel = min(3.5, max(1.6, slots * 0.06))  # inches per head: 100 LRU slots stay legible
+    height = 1.2 + T * 0.16
+    fig = plt.figure(figsize=(1.0 + heads * panel, height))
+    spec = fig.add_gridspec(1, heads + 1, width_ratios=[0.45] + [panel] * heads, wspace=0.12,
+                            top=1 - 0.75 / height)  # room for the title above the heads' names
+    strip = np.concatenate([_as_rgb(f) for f in frames], axis=0)  # the frames, top to bottom
+    ax = fig.add_subplot(spec[0, 0])
+    ax.imshow(strip, aspect="auto", interpolation="nearest", extent=(0, 1, T + 0.5, 0.5))
+    ax.set_xticks([])
+    ax.set_ylabel("step")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    top = float(weights.max()) or 1.0
+    for r in range(heads):
+        ax = fig.add_subplot(spec[0, r + 1])
+        image = ax.imshow(weights[:, r, :], aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0,
+                          vmax=top, extent=(-0.5, slots - 0.5, T + 0.5, 0.5))
+        ax.axhline(recall_start + 0.5, color="tab:red", lw=0.8, ls=":")
+        ax.set_title(f"read head {r + 1}", fontsize=7)
+        ax.set_xlabel("slot", fontsize=7)
+        ax.set_yticks([])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=6)
+    fig.colorbar(image, ax=fig.axes, fraction=0.02, pad=0.01, label="read weight")
+    fig.suptitle(title + "\n(dotted red: recall starts)", fontsize=8)
+    return _save(fig, Path(path))
+
+
 def action_label(context: np.ndarray) -> str:
     """The maze's one-hot action c_t as an arrow ("start" for the zero action at t = 0)."""
     from gtmm.tasks.mnist_maze import ACTIONS, ARROWS

@@ -57,6 +57,7 @@ def register_memory(name: str, memory: type[AbstractMemory], hidden_size: int | 
     `hidden_size`, `slots`, `read_heads`, `word_size`, `key`; `**_` for those it ignores).
     `hidden_size` is its controller's default width, one for both networks or
     {"inception": H, "two-pathway": H3} (choose it with `gtmm info` to match Table 1's counts).
+    A memory with slots may override `read_weights_after(state)`, which `gtmm reads` plots.
 
     From Python, call this before building a model. For the command line, and for runs read back
     later, put the call in a module and name the module in your package's entry points, group

@@ -161,6 +161,14 @@ class AssociativeMemory(AbstractMemory):
     def check_settings(cls, *, word_size: int | None, latent_size: int, **_: int) -> None:
         check_stores_latents("associative", word_size=word_size, latent_size=latent_size)
 
+    def read_weights_after(self, state: AssociativeState | IndexedAssociativeState) -> Float[Array, "heads slots"]:
+        if not self.content_index:
+            return state.weights
+        # the index keeps each head's k (slot, weight) pairs; -1 marks an empty pair
+        rows = jnp.arange(self.read_heads)[:, None]
+        kept = jnp.where(state.read_slots >= 0, state.read_weights, 0.0)
+        return jnp.zeros((self.read_heads, self.slots)).at[rows, jnp.maximum(state.read_slots, 0)].add(kept)
+
     def initial_state(self) -> AssociativeState | IndexedAssociativeState:
         zeros = jnp.zeros(self.hidden_size)
         if self.content_index:

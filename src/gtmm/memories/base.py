@@ -58,6 +58,11 @@ class AbstractMemory(eqx.Module):
     def __call__(self, inputs: ControllerInput, state: PyTree) -> tuple[Float[Array, " psi"], PyTree]:
         """One step: returns (Psi_{t-1}, new state)."""
 
+    def read_weights_after(self, state: PyTree) -> Float[Array, "heads slots"] | None:
+        """The read weights the step that returned `state` used, one row per read head over the
+        slots (what `gtmm reads` plots); None for a memory without slots (the VRNN)."""
+        return None
+
 
 class InterfaceMemory(AbstractMemory):
     """An LSTM controller that writes words and reads R of them back by content (NTM, LRU, DNC).

@@ -411,6 +411,9 @@ class DNCMemory(InterfaceMemory):
             allocation_gate=sig(p["allocation_gate"]), write_gate=sig(p["write_gate"]),
             read_mode=jax.nn.softmax(p["read_mode"], axis=-1))
 
+    def read_weights_after(self, state: DNCState) -> Float[Array, "reads slots"]:
+        return state.access.read_weights
+
     def initial_state(self) -> DNCState:
         zeros = jnp.zeros(self.hidden_size)
         return DNCState(zeros, zeros, jnp.zeros((self.read_heads, self.word_size)),

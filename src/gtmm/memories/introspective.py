@@ -89,6 +89,10 @@ class IntrospectiveMemory(AbstractMemory):
         zeros = jnp.zeros(self.hidden_size)
         return IntrospectiveState(zeros, zeros, jnp.zeros((self.slots, self.latent_size)), jnp.array(0, jnp.int32))
 
+    def read_weights_after(self, state: IntrospectiveState) -> Float[Array, "heads slots"]:
+        # the step read with its new h over the slots filled before its write (eq. 10)
+        return self.read_weights(state.h, state.writes - 1)
+
     def read_weights(self, h: Float[Array, " hidden"], writes: Int[Array, ""]) -> Float[Array, "heads slots"]:
         scores = self.attention(h).reshape(self.read_heads, self.slots)
         return normalised_attention(scores, filled_slots(self.slots, writes))

@@ -112,6 +112,9 @@ class LRUMemory(InterfaceMemory):
         R, W = self.read_heads, self.word_size
         return {"keys": (R, W), "strengths": (R,), "write_gate": (R,), "values": (R, W)}
 
+    def read_weights_after(self, state) -> Float[Array, "heads slots"]:
+        return state.read_weights
+
     def initial_state(self) -> LRUState:
         zeros = jnp.zeros(self.hidden_size)
         return LRUState(zeros, zeros, jnp.zeros((self.read_heads, self.word_size)),

@@ -158,6 +158,9 @@ class NTMMemory(InterfaceMemory):
                            jax.nn.softmax(p[f"{prefix}_shift"], axis=-1), 1 + jax.nn.softplus(p[f"{prefix}_gamma"]),
                            previous, self.top_k)
 
+    def read_weights_after(self, state) -> Float[Array, "heads slots"]:
+        return state.read_weights
+
     def initial_state(self) -> NTMState:
         zeros = jnp.zeros(self.hidden_size)
         on_first = lambda heads: jnp.zeros((heads, self.slots)).at[:, 0].set(1.0)  # noqa: E731
