@@ -449,12 +449,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         load_plugins()  # before the parser, whose help lists the models
-    except GtmmError as e:
-        print(f"gtmm: error: {e}", file=sys.stderr)
-        return 2
-    args = _parser().parse_args(argv)
-    args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
+        args = _parser().parse_args(argv)
+        args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
         from gtmm.train import enable_compile_cache
 
         enable_compile_cache()

@@ -17,7 +17,7 @@ import gtmm
 from gtmm._io import write_bytes_atomic
 from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
-from gtmm.units import unit_scale
+from gtmm.units import evaluation_in, unit_scale
 
 REPORT_NAME = "report.md"
 _MARK = "<!-- written by gtmm report -->"
@@ -111,7 +111,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     """
     from gtmm.plots import plot_three_metrics
 
-    scale = unit_scale(units)  # a bad name fails before anything is evaluated
+    unit_scale(units)  # a bad name fails before anything is evaluated
     runs = find_runs(paths)
     out = Path(out)
     _check_out(out, runs)
@@ -153,11 +153,11 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
                      if with_mse else ""),
                   "| --- " * (7 + 2 * with_gen + 3 * with_mse) + "|"]
         for m in order:
-            ev = [evals[r] for r in models[m]]
+            ev = [evaluation_in(evals[r], units) for r in models[m]]
             steps = sorted({e["step"] for e in ev})
             row = f"| {m} | {len(ev)} | {', '.join(map(str, steps))} |" + "".join(
-                f" {mean_se([e[key] * scale for e in ev])} |"
-                for key in ("negative_bound", "kl_before_recall", "kl_recall", "last_step_kl"))
+                f" {mean_se([e[key] for e in ev])} |" for key in ("negative_bound", "kl_before_recall", "kl_recall",
+                                                                     "last_step_kl"))
             if with_gen:
                 row += (f" {mean_se([e.get('generation_accuracy') for e in ev])} |"
                         f" {mean_se([e.get('generation_chance') for e in ev])} |")
