@@ -1,6 +1,7 @@
 """The rotation-3d task (paper section 5.7): rendered episodes, their cache, networks and metric."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -114,6 +115,20 @@ def test_generation_continues_after_an_interruption_and_matches_an_uninterrupted
     assert list(a.eval.episodes) == [9, 19] and len(a.train) == 18  # every tenth episode is held out
     calls.clear()
     assert generate(20, root=tmp_path / "a", shard_episodes=5, progress=False)["rendered"] == 0 and not calls
+
+
+@pytest.mark.parametrize("action", ["generate-3d", "make-3d"])
+def test_the_command_renders_under_either_name(tmp_path, monkeypatch, capsys, action):
+    from gtmm.cli import main
+    from gtmm.data import maze3d
+    from gtmm.data.rotation3d import load_rotation3d
+
+    calls = []
+    monkeypatch.setattr(maze3d, "render_episode", _fake_render(calls))
+    assert main(["data", action, "--episodes", "10", "--seed", "3", "--out", str(tmp_path), "--no-progress"]) in (0, None)
+    assert json.loads(capsys.readouterr().out)["rendered"] == 10
+    assert sorted(s[1] for s in calls) == list(range(10)) and {s[0] for s in calls} == {3}
+    assert len(load_rotation3d(tmp_path).train) == 9
 
 
 def test_a_damaged_shard_gives_a_one_line_error_saying_to_regenerate(tmp_path, monkeypatch):
