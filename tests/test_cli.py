@@ -145,6 +145,22 @@ def test_bad_task_arguments(tmp_path, capsys, args, words):
     assert not out.exists()
 
 
+def test_verify_with_missing_files(tmp_path, mnist, capsys, monkeypatch):
+    """Missing files are not an error (the loaders download or fall back): exit 0, each named, and
+    one line that says what happens to them."""
+    from gtmm.cli import main
+
+    (tmp_path / "mnist").mkdir()
+    for f in (SHARED_DATA / "mnist").glob("t10k-*"):
+        (tmp_path / "mnist" / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setenv("GTMM_DATA", str(tmp_path))
+    assert main(["data", "verify"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "train-images-idx3-ubyte: missing" in out and "images_background.zip: missing" in out
+    assert any(line.startswith("t10k-images-idx3-ubyte: ok") for line in out)
+    assert out[-1].startswith("missing files are downloaded on first use") and str(tmp_path) in out[-1]
+
+
 def test_corrupt_omniglot_archive(tmp_path, omniglot, capsys, monkeypatch):
     from gtmm.cli import main
 

@@ -415,8 +415,13 @@ def _run(args) -> int:
                                 f" passes its checksum); the files present are kept: retry online, or put them in"
                                 f" {data_dir()} by hand")
         else:
-            for name, status in {**verify_mnist(), **verify_omniglot()}.items():
+            survey = {**verify_mnist(), **verify_omniglot()}
+            for name, status in survey.items():
                 print(f"{name}: {status}")
+            if "missing" in survey.values():  # not an error: the loaders download or fall back
+                print(f"missing files are downloaded on first use when a network exists (`gtmm data download`"
+                      f" fetches them now); offline, gtmm falls back to what is in {data_dir()} and says so"
+                      f" (README, Data)")
     return 0
 
 
