@@ -30,6 +30,22 @@ def test_argparse_errors_are_one_line():
     assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
 
 
+def test_an_unknown_flag_points_to_its_commands_help(capsys):
+    line = main_error(capsys, "fork", "run", "--from", "5", "--out", "x")
+    assert "unrecognized arguments: --from 5" in line and "(see gtmm fork --help)" in line
+
+
+@pytest.mark.parametrize("command", [("plot", "run"), ("reads", "run"), ("sample", "run"), ("draw", "perfect-recall")])
+def test_a_figure_out_that_cannot_be_a_file(tmp_path, capsys, command):
+    """A figure's --out that is a folder, or lies under a file: one line, before any run or data
+    is read (the runs named here do not exist)."""
+    assert "is a directory; --out takes a file name" in main_error(capsys, *command, "--out", str(tmp_path))
+    (tmp_path / "notes.txt").write_text("mine")
+    line = main_error(capsys, *command, "--out", str(tmp_path / "notes.txt" / "figure.png"))
+    assert "notes.txt is a file, not a directory" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_corrupt_data_directory(tmp_path, mnist):
     (tmp_path / "mnist").mkdir()
     for f in (SHARED_DATA / "mnist").iterdir():

@@ -31,7 +31,11 @@ def test_evaluate_sample_and_plot(tmp_path, replica_runs):
         assert 0 <= ev["generation_accuracy"] <= 1 and ev["generation_scored"] == 20  # 10 sequences x k
         assert json.loads((run / "evaluation.json").read_text())["kl_recall"] == ev["kl_recall"]
         png = sample_run(run, sequences=2)
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png == run / "samples.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # elsewhere, and from a named checkpoint: the same grid (evaluation's fixed batch and key)
+    assert sample_run(run, sequences=2, out=tmp_path / "s" / "two.png", step=2).read_bytes() == png.read_bytes()
+    with pytest.raises(GtmmError, match="no checkpoint at step 1"):
+        sample_run(run, sequences=2, out=tmp_path / "one.png", step=1)
     assert plot_kl_per_step(runs, tmp_path / "kl.png").stat().st_size > 5000
     assert plot_three_metrics(runs, tmp_path / "three.png").stat().st_size > 10000
 

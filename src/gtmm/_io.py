@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gtmm.errors import GtmmError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -129,3 +131,30 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return out
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """An error, before any data is loaded, when the folder `folder` cannot be created or written."""
+    folder = Path(folder)
+    place = folder
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise GtmmError(f"cannot create {folder}: {place} is a file, not a directory; choose another --out")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise GtmmError(f"cannot write to {place} (permission denied); choose a writable --out")
+    try:  # os.access does not see read-only file systems, nor anything for root: try it
+        with tempfile.TemporaryFile(dir=place, prefix=".gtmm-write-test-"):
+            pass
+    except OSError as e:
+        raise GtmmError(f"cannot write to {place} ({e.strerror or e}); choose a writable --out") from None
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """`path` as a file that can be written (a figure's --out), checked before any work: an error
+    when it is a directory or its folder cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise GtmmError(f"{path} is a directory; --out takes a file name, such as {path / 'figure.png'}")
+    check_writable(path.parent)
+    return path

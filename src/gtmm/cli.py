@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="PNG grid of inputs, reconstructions and generations")
     s.add_argument("run_dir")
     s.add_argument("--sequences", type=_positive_int, default=4)
+    s.add_argument("--step", type=_positive_int, default=None, help="a kept checkpoint (default: the newest)")
+    s.add_argument("--out", default=None, help="PNG file (default: RUN_DIR/samples.png)")
 
     rd = sub.add_parser("reads", help="PNG of where each read head of a run's memory looks at every step of a"
                                       " held-out sequence")
@@ -236,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="generate-3d: episode i is rendered from (seed, i)")
     d.add_argument("--out", default=None, help="generate-3d: folder (default: DATA/rotation-3d)")
     d.add_argument("--no-progress", action="store_true")
+    p.commands = sub.choices  # for errors found after parsing, named by their command (main)
     return p
 
 
@@ -276,6 +279,8 @@ def _devices(text: str) -> int | str:
 
 
 def _run(args) -> int:
+    from gtmm._io import check_output_file
+
     if args.command == "train":
         from gtmm.parallel import init_distributed
 
@@ -320,14 +325,18 @@ def _run(args) -> int:
     elif args.command == "sample":
         from gtmm.evaluate import sample_run
 
-        print(sample_run(args.run_dir, args.sequences))
+        if args.out is not None:
+            check_output_file(args.out)
+        print(sample_run(args.run_dir, args.sequences, out=args.out, step=args.step))
     elif args.command == "reads":
         from gtmm.evaluate import plot_reads
 
+        check_output_file(args.out)
         print(plot_reads(args.run_dir, args.out, sequence=args.sequence, step=args.step))
     elif args.command == "plot":
         from gtmm.plots import plot_three_metrics
 
+        check_output_file(args.out)
         print(plot_three_metrics(args.run_dirs, args.out, units=args.units))
     elif args.command == "report":
         from gtmm.report import write_report
@@ -384,6 +393,7 @@ def _run(args) -> int:
         from gtmm.plots import draw_task_examples
         from gtmm.tasks import make_task
 
+        check_output_file(args.out)
         task = make_task(args.task, l=args.l, k=args.k, grid=args.grid)
         print(draw_task_examples(task, args.out, sequences=args.sequences, seed=args.seed, split=args.split))
     elif args.command == "data":
@@ -454,7 +464,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         load_plugins()  # before the parser, whose help lists the models
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # as parse_args would, but pointing to the command's own --help
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
         from gtmm.train import enable_compile_cache
 

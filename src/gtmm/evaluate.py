@@ -100,15 +100,17 @@ def _save_samples(path: Path, config, step: int, task, batch, recon, gen, n: int
                             title=f"{config.model} on {config.task} (l={config.l}, k={config.k}), step {step}")
 
 
-def sample_run(run_dir: str | Path, sequences: int = 4) -> Path:
-    """Write a PNG grid of inputs, reconstructions and continual generations for a run."""
+def sample_run(run_dir: str | Path, sequences: int = 4, out: str | Path | None = None,
+               step: int | None = None) -> Path:
+    """Write a PNG grid of inputs, reconstructions and continual generations for a run, from its
+    newest checkpoint or the kept one at `step`, to `out` (default: RUN_DIR/samples.png)."""
     run_dir = Path(run_dir)
-    config, task, model, step = load_trained(run_dir)
+    config, task, model, step = load_trained(run_dir, step)
     batch = task.batch("eval", sequences, EVAL_SEED, 0)
     recon, gen = _generate(model, jnp.asarray(batch.frames), jnp.asarray(batch.context), task.recall_start,
                            jax.random.PRNGKey(0))
-    return _save_samples(run_dir / "samples.png", config, step, task, batch, np.asarray(recon), np.asarray(gen),
-                         sequences)
+    path = Path(out) if out is not None else run_dir / "samples.png"
+    return _save_samples(path, config, step, task, batch, np.asarray(recon), np.asarray(gen), sequences)
 
 
 @eqx.filter_jit

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 import gtmm
 from gtmm._io import (
     append_jsonl,
+    check_writable,
     is_atomic_temp,
     read_jsonl,
     remove_atomic_temps,
@@ -466,29 +467,13 @@ def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, A
     return config, task, model, step
 
 
-def _check_writable(run_dir: Path) -> None:
-    """An error, before any data is loaded, when `run_dir` cannot be created or written."""
-    place = run_dir
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    if not place.is_dir():
-        raise GtmmError(f"cannot create {run_dir}: {place} is a file, not a directory; choose another --out")
-    if not os.access(place, os.W_OK | os.X_OK):
-        raise GtmmError(f"cannot write to {place} (permission denied); choose a writable --out")
-    try:  # os.access does not see read-only file systems, nor anything for root: try it
-        with tempfile.TemporaryFile(dir=place, prefix=".gtmm-write-test-"):
-            pass
-    except OSError as e:
-        raise GtmmError(f"cannot write to {place} ({e.strerror or e}); choose a writable --out") from None
-
-
 def _check_run_dir(run_dir: Path, config: TrainConfig, overwrite: bool = False) -> bool:
     """Whether `run_dir` holds this run (resume); an error when it holds another run (unless
     `overwrite`) or files gtmm did not write, or cannot be written.
 
     Runs before any data is loaded or model built, so a wrong --out fails at once.
     """
-    _check_writable(run_dir)
+    check_writable(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise GtmmError(f"{run_dir} is a file, not a directory; choose another --out")
     if (run_dir / "config.json").exists():
@@ -603,7 +588,7 @@ def fork_run(source: str | os.PathLike, out: str | os.PathLike, step: int | None
     config = replace(old, **changes).validate()
     if out.exists() or out.is_symlink():
         raise GtmmError(f"{out} exists; a fork goes into a new directory (choose another --out)")
-    _check_writable(out)
+    check_writable(out)
     saved = _checkpoint_paths(source)
     if not saved:
         raise GtmmError(f"{source} holds no checkpoint yet; train it first")
