@@ -161,6 +161,16 @@ def test_bad_task_arguments(tmp_path, capsys, args, words):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [("report", "run"), ("sweep", "--models", "vrnn"),
+                                     ("data", "generate-3d", "--episodes", "1")])
+def test_a_folder_out_under_a_file(tmp_path, capsys, command):
+    """Found before any run is read, cluster started or frame rendered."""
+    (tmp_path / "notes.txt").write_text("mine")
+    line = main_error(capsys, *command, "--out", str(tmp_path / "notes.txt" / "x"))
+    assert "notes.txt is a file, not a directory" in line
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_verify_with_missing_files(tmp_path, mnist, capsys, monkeypatch):
     """Missing files are not an error (the loaders download or fall back): exit 0, each named, and
     one line that says what happens to them."""

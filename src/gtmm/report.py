@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import gtmm
-from gtmm._io import write_bytes_atomic
+from gtmm._io import check_writable, write_bytes_atomic
 from gtmm.errors import GtmmError
 from gtmm.memories import MEMORIES
 from gtmm.units import evaluation_in, unit_scale
@@ -112,8 +112,9 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     from gtmm.plots import plot_three_metrics
 
     unit_scale(units)  # a bad name fails before anything is evaluated
-    runs = find_runs(paths)
     out = Path(out)
+    check_writable(out)
+    runs = find_runs(paths)
     _check_out(out, runs)
     evals = evaluate_runs(runs, batches, progress)
     # One section per task, l, k; split by settings where a model ran there with several (a sweep).

@@ -25,7 +25,7 @@ import tomllib
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from gtmm._io import append_jsonl, write_json_atomic
+from gtmm._io import append_jsonl, check_writable, write_json_atomic
 from gtmm.errors import GtmmError
 from gtmm.model import ModelConfig
 from gtmm.train import TrainConfig, lr_drops_text, replica_dirs
@@ -175,8 +175,9 @@ def sweep(runs: list[tuple[TrainConfig, Path]], out: str | os.PathLike, address:
     from gtmm.report import write_report
 
     unit_scale(units)  # before the cluster starts
-    ray = _import_ray()
     out = Path(out).resolve()
+    check_writable(out)
+    ray = _import_ray()
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gtmm._io import write_bytes_atomic, write_json_atomic
+from gtmm._io import check_writable, write_bytes_atomic, write_json_atomic
 from gtmm.data.common import TrainEvalSplits
 from gtmm.errors import GtmmError
 
@@ -83,6 +83,7 @@ def generate(episodes: int, root: str | Path | None = None, seed: int = 0, size:
     check_positive("episodes", episodes)
     check_positive("shard size", shard_episodes)
     folder = dataset_dir(root)
+    check_writable(folder)
     settings = {"format": FORMAT, "seed": int(seed), "frame_size": int(size), "length": maze3d.EPISODE_LENGTH,
                 "period": maze3d.PERIOD, "shard_episodes": int(shard_episodes)}
     manifest = _read_manifest(folder)
