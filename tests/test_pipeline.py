@@ -133,3 +133,29 @@ def test_reads_plot_of_a_trained_run(tmp_path, replica_runs, capsys):
     assert not (tmp_path / "v.png").exists() and not (tmp_path / "s.png").exists()
     assert main(["reads", str(replica_runs / "introspective" / "replica-1"), "--out", str(tmp_path / "r1.png")]) == 0
     assert (tmp_path / "r1.png").exists()
+
+
+def test_plot_over_a_folder_of_runs(tmp_path, replica_runs, capsys):
+    """`gtmm plot FOLDER`: every run below it, as `gtmm report` finds them; runs of two experiments
+    or a folder that is not a run are one-line errors, nothing written."""
+    import shutil
+
+    from gtmm.cli import main
+    from gtmm.report import ensure_evaluated, find_runs
+    from tests.test_cli import main_error
+
+    runs = find_runs([replica_runs])
+    assert len(runs) == 4
+    for run in runs:
+        ensure_evaluated(run, batches=1)
+    assert main(["plot", str(replica_runs), "--out", str(tmp_path / "all.png")]) == 0
+    assert (tmp_path / "all.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = tmp_path / "other"
+    shutil.copytree(runs[0], other)
+    ev = json.loads((other / "evaluation.json").read_text())
+    (other / "evaluation.json").write_text(json.dumps({**ev, "l": 4}))
+    line = main_error(capsys, "plot", str(replica_runs), str(other), "--out", str(tmp_path / "mixed.png"))
+    assert "span 2 experiments" in line and "l=3" in line and "l=4" in line
+    with pytest.raises(GtmmError, match="not a gtmm run directory"):
+        plot_three_metrics([tmp_path], tmp_path / "none.png")
+    assert not (tmp_path / "mixed.png").exists() and not (tmp_path / "none.png").exists()

@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--out", required=True, help="PNG file")
 
     pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4)")
-    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (as gtmm report)")
     pl.add_argument("--out", required=True, help="PNG file")
     _units_flag(pl, "the figures' units")
 
@@ -335,9 +335,10 @@ def _run(args) -> int:
         print(plot_reads(args.run_dir, args.out, sequence=args.sequence, step=args.step))
     elif args.command == "plot":
         from gtmm.plots import plot_three_metrics
+        from gtmm.report import find_runs
 
         check_output_file(args.out)
-        print(plot_three_metrics(args.run_dirs, args.out, units=args.units))
+        print(plot_three_metrics(find_runs(args.run_dirs), args.out, units=args.units))
     elif args.command == "report":
         from gtmm.report import write_report
 

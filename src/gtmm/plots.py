@@ -32,6 +32,8 @@ def _save(fig, path: Path) -> Path:
 
 def _evaluation(run_dir: Path) -> dict:
     path = Path(run_dir) / "evaluation.json"
+    if not (Path(run_dir) / "config.json").exists():
+        raise GtmmError(f"{run_dir} is not a gtmm run directory (no config.json); give run directories")
     if not path.exists():
         raise GtmmError(f"{run_dir} has no evaluation.json; run `gtmm evaluate {run_dir}` first")
     return json.loads(path.read_text())
@@ -40,8 +42,14 @@ def _evaluation(run_dir: Path) -> dict:
 def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
     """Evaluated runs grouped by model, in the paper's model order."""
     groups: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
+    experiments = set()
     for d in run_dirs:
-        groups[_evaluation(Path(d))["model"]].append((Path(d), _evaluation(Path(d))))
+        ev = _evaluation(Path(d))
+        groups[ev["model"]].append((Path(d), ev))
+        experiments.add(f"{ev['task']} l={ev['l']} k={ev['k']}")
+    if len(experiments) > 1:  # the curves would be averaged across tasks
+        raise GtmmError(f"these runs span {len(experiments)} experiments ({'; '.join(sorted(experiments))}); a plot"
+                        " draws one: give the runs of one, or use gtmm report, which draws one figure each")
     order = list(MODEL_COLOURS)
     return dict(sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
