@@ -57,6 +57,31 @@ def test_fewer_steps_than_trained_is_refused_and_equal_steps_train_nothing(tmp_p
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
 
 
+def test_a_run_being_trained_elsewhere_is_refused(tmp_path, recall_task):
+    """While another process trains a run (holds its lock), training it again, or --overwrite of it,
+    is an error that changes nothing; once that process is gone the run resumes."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    config = TrainConfig(model="vrnn", l=3, k=2, steps=2, checkpoint_every=2)
+    train(config, run, progress=False, task=recall_task)
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    holder = subprocess.Popen(  # stands in for a gtmm train of this run in another process
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY);"
+         " fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()", str(run)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for overwrite in (False, True):
+            with pytest.raises(GtmmError, match="is being trained by another process; let it finish or stop it"):
+                train(replace(config, steps=4), run, progress=False, task=recall_task, overwrite=overwrite)
+        assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    finally:
+        holder.communicate("")
+    assert train(replace(config, steps=4), run, progress=False, task=recall_task)["resumed_from"] == 2
+
+
 def test_conflicting_run_directory_is_not_touched(tmp_path, recall_task):
     run = tmp_path / "run"
     train(TrainConfig(model="vrnn", l=3, k=2, steps=1), run, progress=False, task=recall_task)

@@ -679,9 +679,53 @@ def _make_replica_step(optimizer: optax.GradientTransformation):
     return eqx.filter_jit(eqx.filter_vmap(step))
 
 
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """Hold an exclusive lock on the directory `run_dir` itself (flock) while this process trains
+    into it: a second training of the same run, or an --overwrite of it, is then an error instead
+    of two writers interleaving metrics and checkpoints. The lock ends with the process, so a
+    killed trainer leaves nothing to clean up. A folder made here is removed again when training
+    fails before anything is written into it (missing data, say)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        yield
+        return
+    made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # deepest first
+    with _writing(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GtmmError(f"{run_dir} is being trained by another process; let it finish or stop it, then run the"
+                            " same command to resume") from None
+        except OSError as e:  # a file system without flock (some network mounts): train, and say so
+            announce_once(f"cannot lock {run_dir} ({e.strerror or e}); a second training into it at the same time"
+                          " would not be caught")
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only when still empty
+            except OSError:
+                break
+        raise
+    finally:
+        os.close(fd)
+
+
 def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], progress: bool,
                 task: AbstractTask | None, strategy: str, overwrite: bool = False,
                 devices: int | str | None = None) -> list[dict]:
+    with contextlib.ExitStack() as locks:  # held until the training returns or fails
+        return _train_runs_locked(locks, config, run_dirs, seeds, progress, task, strategy, overwrite, devices)
+
+
+def _train_runs_locked(locks: contextlib.ExitStack, config: TrainConfig, run_dirs: list[Path], seeds: list[int],
+                       progress: bool, task: AbstractTask | None, strategy: str, overwrite: bool,
+                       devices: int | str | None) -> list[dict]:
     from gtmm.parallel import data_parallel
 
     config.validate()
@@ -697,6 +741,9 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
     if parallel is not None:
         parallel.check_batch(config.batch_size)
     writes = parallel is None or parallel.writes  # process 0 alone writes the run directories
+    if writes:
+        for run_dir in run_dirs:
+            locks.enter_context(_run_lock(run_dir))
     task = task or make_task(config.task, l=config.l, k=config.k)
     optimizer = make_optimizer(config)
     models, opt_states, model_configs = [], [], []
@@ -729,6 +776,7 @@ def _train_runs(config: TrainConfig, run_dirs: list[Path], seeds: list[int], pro
             break
         if overwrite and not resumed:
             _replace_run_dir(run_dir)
+            locks.enter_context(_run_lock(run_dir))  # the new folder: the lock held so far is on the old one
         with _writing(run_dir, start):
             _write_run_config(run_dir, cfg, model_config, task, count_parameters(model),
                               parallel.size if parallel else 1, jax.process_count())
