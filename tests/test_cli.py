@@ -280,3 +280,19 @@ def test_train_command_carries_lr_drops():
     clipped = train_command(TrainConfig(model="lru", clip_grad_norm=5000.0, clip_memory_grad_norm=200.0), "runs/x")
     args = _parser().parse_args(clipped.split()[1:])
     assert (args.clip_grad_norm, args.clip_memory_grad_norm) == (5000.0, 200.0)
+
+
+def test_an_interrupt_says_what_it_leaves(capsys, monkeypatch):
+    """Ctrl-C: exit 130 and one line; only the commands that train promise a resume."""
+    import gtmm.cli
+    from gtmm.cli import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gtmm.cli, "_run", interrupted)
+    assert main(["train", "--model", "vrnn", "--out", "run"]) == 130
+    assert capsys.readouterr().err.strip() == ("gtmm: interrupted; the last checkpoint is kept and the run resumes"
+                                               " with the same command")
+    assert main(["evaluate", "run"]) == 130
+    assert capsys.readouterr().err.strip() == "gtmm: interrupted; no file was left half-written"

@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     from gtmm.errors import GtmmError
     from gtmm.memories import load_plugins
 
+    args = None
     try:
         load_plugins()  # before the parser, whose help lists the models
         parser = _parser()
@@ -478,8 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gtmm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gtmm: interrupted; the last checkpoint is kept and the run resumes with the same command",
-              file=sys.stderr)
+        trains = args is not None and args.command in ("train", "reproduce", "sweep")
+        print("gtmm: interrupted" + ("; the last checkpoint is kept and the run resumes with the same command"
+                                     if trains else "; no file was left half-written"), file=sys.stderr)
         return 130
 
 
