@@ -296,3 +296,19 @@ def test_an_interrupt_says_what_it_leaves(capsys, monkeypatch):
                                                " with the same command")
     assert main(["evaluate", "run"]) == 130
     assert capsys.readouterr().err.strip() == "gtmm: interrupted; no file was left half-written"
+
+
+def test_a_failing_disk_is_one_line(capsys, monkeypatch):
+    """An OSError outside the checks made up front (a disk that fills while a report is written, say)."""
+    import errno
+
+    import gtmm.cli
+    from gtmm.cli import main
+
+    def disk_full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/report/report.md")
+
+    monkeypatch.setattr(gtmm.cli, "_run", disk_full)
+    assert main(["report", "runs", "--out", "runs/report"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gtmm: error: No space left on device (runs/report/report.md)")

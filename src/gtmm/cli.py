@@ -478,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     except GtmmError as e:
         print(f"gtmm: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the disk or the file system (full, read-only, gone): one line, as for bad input
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"gtmm: error: {e.strerror or e}{where}; check the path and the disk, then run the same command again",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         trains = args is not None and args.command in ("train", "reproduce", "sweep")
         print("gtmm: interrupted" + ("; the last checkpoint is kept and the run resumes with the same command"
