@@ -159,3 +159,17 @@ def test_plot_over_a_folder_of_runs(tmp_path, replica_runs, capsys):
     with pytest.raises(GtmmError, match="not a gtmm run directory"):
         plot_three_metrics([tmp_path], tmp_path / "none.png")
     assert not (tmp_path / "mixed.png").exists() and not (tmp_path / "none.png").exists()
+
+
+def test_a_config_edited_by_hand_is_refused(tmp_path, replica_runs):
+    """A config.json whose training settings and architecture name different models is an error,
+    not an evaluation of one model reported under the other's name."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(replica_runs / "vrnn" / "replica-0", run)
+    meta = json.loads((run / "config.json").read_text())
+    meta["train"]["model"] = "introspective"
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(GtmmError, match="name model 'introspective' but its architecture is 'vrnn'"):
+        evaluate_run(run, batches=1)

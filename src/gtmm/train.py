@@ -208,6 +208,9 @@ def enable_compile_cache() -> None:
 
 
 def build_model(config: TrainConfig, model_config: ModelConfig) -> GTMM:
+    if model_config.model != config.model:  # a config.json edited by hand, or two runs' halves
+        raise GtmmError(f"the run's training settings name model {config.model!r} but its architecture is"
+                        f" {model_config.model!r}; config.json was changed after training: restore it")
     return init_model(model_config, config.seed)
 
 
