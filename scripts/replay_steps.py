@@ -36,7 +36,6 @@ from gtmm.memories.base import InterfaceMemory
 from gtmm.model import loss_fn
 from gtmm.train import (DamagedCheckpoint, build_model, enable_compile_cache, make_optimizer, read_checkpoint,
                         read_config, read_metrics, read_model_config, step_key, tree_norm)
-from gtmm.tasks import make_task
 
 sys.path.insert(0, str(Path(__file__).parent))
 from recall_diagnostic import gradient_parts  # noqa: E402
@@ -89,7 +88,7 @@ def replay(run: Path, checkpoint: Path, to: int, task=None):
     gradient norm per part, and (content-addressed memories) the interface maxima of the step."""
     enable_compile_cache()
     config = read_config(run)
-    task = task or make_task(config.task, l=config.l, k=config.k)
+    task = task or config.make_task()
     model = build_model(config, read_model_config(run))
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
     try:

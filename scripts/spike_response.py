@@ -26,7 +26,6 @@ import numpy as np
 
 from gtmm.errors import GtmmError
 from gtmm.model import batch_terms, loss_fn
-from gtmm.tasks import make_task
 from gtmm.train import (build_model, enable_compile_cache, load_checkpoint, make_optimizer, read_config,
                         read_model_config, step_key, tree_norm)
 
@@ -42,7 +41,7 @@ def load_with_optimizer(run_dir: Path, step: int | None):
         raise GtmmError(f"{run_dir} has no checkpoint at step {step}" if step is not None
                         else f"{run_dir} holds no checkpoint yet; train it first")
     got, model, opt_state = loaded
-    return config, make_task(config.task, l=config.l, k=config.k), model, opt_state, got
+    return config, config.make_task(), model, opt_state, got
 
 
 def stepper(config, task, batch_size: int, lr_scale: float = 1.0):

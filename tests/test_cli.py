@@ -267,6 +267,15 @@ def test_train_command_carries_keep_every():
     assert "--keep-every" not in train_command(TrainConfig(model="vrnn"), "runs/x").split()
 
 
+def test_train_command_carries_the_maze_grid():
+    from gtmm.cli import _parser, train_command
+    from gtmm.train import TrainConfig
+
+    words = train_command(TrainConfig(model="vrnn", task="mnist-maze", grid=3), "runs/x").split()
+    assert _parser().parse_args(words[1:]).grid == 3
+    assert "--grid" not in train_command(TrainConfig(model="vrnn"), "runs/x").split()
+
+
 def test_train_command_carries_lr_drops():
     """The printed command parses back to the same learning-rate drops."""
     from gtmm.cli import _parser, train_command

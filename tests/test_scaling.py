@@ -152,6 +152,10 @@ def test_grid_expands_and_refuses_bad_settings():
     assert len(expand_grid(["introspective"], ["perfect-recall"], 1, {"context_with_controller": [True, False]})) == 2
     assert {str(d) for _, d in expand_grid(["vrnn"], ["parity-recall"], 1, {"hidden-size": 8})} == {
         "parity-recall/vrnn/hidden_size8/replica-0"}
+    mazes = expand_grid(["vrnn"], ["mnist-maze"], 1, {"grid": [3, 5]})
+    assert sorted(c.grid for c, _ in mazes) == [3, 5]
+    with pytest.raises(GtmmError, match="takes no parameter grid"):
+        expand_grid(["vrnn"], ["perfect-recall"], 1, {"grid": [3]})
     clipped = expand_grid(["vrnn"], ["perfect-recall"], 1, {"clip-grad-norm": [100.0, 5000.0]})
     assert sorted(c.clip_grad_norm for c, _ in clipped) == [100.0, 5000.0]
     for bad, message in (({"colour": [1]}, "unknown sweep setting"), ({"steps": []}, "one or more values"),

@@ -201,3 +201,24 @@ def test_clip_grad_norm_tames_a_spike_trains_and_is_part_of_the_run(tmp_path, re
     for bad in (0.0, -1.0, float("nan"), True):
         with pytest.raises(GtmmError, match="clip grad norm must be a positive number"):
             replace(cfg, clip_grad_norm=bad).validate()
+
+
+def test_the_maze_grid_is_part_of_the_run(tmp_path, mnist, capsys):
+    """`grid` (mnist-maze's side, not in the paper beyond its 4): trained on, recorded in the run and its
+    evaluation, part of the run's identity; the default is the paper's 4, and other tasks take none."""
+    from gtmm.evaluate import evaluate_run
+    from gtmm.train import read_config
+
+    assert TrainConfig(model="vrnn", task="mnist-maze").grid == 4
+    assert TrainConfig(model="vrnn").grid is None
+    with pytest.raises(GtmmError, match="takes no parameter grid"):
+        TrainConfig(model="vrnn", grid=3).validate()
+    with pytest.raises(GtmmError, match="cannot hold a walk"):
+        TrainConfig(model="vrnn", task="mnist-maze", grid=1).validate()
+    config = TrainConfig(model="vrnn", task="mnist-maze", grid=3, l=4, k=3, steps=1, batch_size=2)
+    run = tmp_path / "maze"
+    train(config, run, progress=False)
+    assert read_config(run).grid == 3
+    assert evaluate_run(run, batches=1)["grid"] == 3
+    with pytest.raises(GtmmError, match="grid: 3 on disk vs 4"):
+        train(replace(config, grid=4), run, progress=False)

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 
 from gtmm.errors import GtmmError
-from gtmm.tasks import make_task
 from gtmm.train import TrainConfig, build_model, make_optimizer, make_train_step, step_key
 
 
@@ -63,6 +62,8 @@ def warm_cache_first_step_s(config: TrainConfig) -> float:
     argv = [sys.executable, "-m", "gtmm", "bench", "--model", config.model, "--task", config.task,
             "--l", str(config.l), "--k", str(config.k), "--batch-size", str(config.batch_size),
             "--seed", str(config.seed), "--steps", "1", "--no-ceiling"]
+    if config.grid is not None:
+        argv += ["--grid", str(config.grid)]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise GtmmError(f"the second benchmark process failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -97,7 +98,7 @@ def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None,
     parallel = data_parallel(devices)
     if parallel is not None:
         parallel.check_batch(config.batch_size)
-    task = make_task(config.task, l=config.l, k=config.k)
+    task = config.make_task()
     model_config = config.model_config(task)
     model = build_model(config, model_config)
     optimizer = make_optimizer(config)

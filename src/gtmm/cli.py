@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
         parser.add_argument("--l", type=int, default=None, help=_L_HELP)
         parser.add_argument("--k", type=int, default=None, help=_K_HELP)
+        parser.add_argument("--grid", type=int, default=None, help="mnist-maze: the grid's side (default 4)")
         parser.add_argument("--batch-size", type=int, default=10)
         parser.add_argument("--seed", type=int, default=0)
 
@@ -253,6 +254,8 @@ def train_command(config, out: str) -> str | None:
     words = ["gtmm", "train", "--model", config.model, "--task", config.task, "--l", str(config.l), "--k", str(config.k),
              "--batch-size", str(config.batch_size), "--seed", str(config.seed), "--steps", str(config.steps),
              "--checkpoint-every", str(config.checkpoint_every)]
+    if config.grid is not None:
+        words += ["--grid", str(config.grid)]
     if config.keep_every is not None:
         words += ["--keep-every", str(config.keep_every)]
     for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm),
@@ -288,7 +291,7 @@ def _run(args) -> int:
         from gtmm.train import TrainConfig, train, train_replicas
 
         overrides = {k: v for k in _MODEL_FLAGS if (v := getattr(args, k)) is not None and v is not False}
-        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=args.steps,
+        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, grid=args.grid, steps=args.steps,
                              batch_size=args.batch_size, learning_rate=args.lr, lr_drops=tuple(args.lr_drop),
                              clip_grad_norm=args.clip_grad_norm, clip_memory_grad_norm=args.clip_memory_grad_norm,
                              seed=args.seed, checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
@@ -386,7 +389,7 @@ def _run(args) -> int:
         from gtmm.bench import bench
         from gtmm.train import TrainConfig
 
-        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, steps=1,
+        config = TrainConfig(model=args.model, task=args.task, l=args.l, k=args.k, grid=args.grid, steps=1,
                              batch_size=args.batch_size, seed=args.seed)
         print(json.dumps(bench(config, args.steps, devices=args.devices, ceiling=args.ceiling,
                                warm_cache=args.warm_cache)))

@@ -82,7 +82,8 @@ def evaluate_run(run_dir: str | Path, batches: int = 10, samples: int = 4, step:
     suffix = "" if step is None else f"-step-{step}"
     config, task, model, step = load_trained(run_dir, step)
     figures, first = _evaluate(model, task, batches, 10, generation=True)
-    result = {"model": config.model, "task": config.task, "l": config.l, "k": config.k, "seed": config.seed,
+    result = {"model": config.model, "task": config.task, "l": config.l, "k": config.k,
+              **({"grid": config.grid} if config.grid is not None else {}), "seed": config.seed,
               "step": step, **figures}
     if samples and first is not None:
         batch, recon, gen = first

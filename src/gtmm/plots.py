@@ -41,12 +41,15 @@ def _evaluation(run_dir: Path) -> dict:
 
 def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
     """Evaluated runs grouped by model, in the paper's model order."""
+    from gtmm.tasks import TASKS
+
     groups: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
     experiments = set()
     for d in run_dirs:
         ev = _evaluation(Path(d))
         groups[ev["model"]].append((Path(d), ev))
-        experiments.add(f"{ev['task']} l={ev['l']} k={ev['k']}")
+        grid = ev.get("grid", TASKS[ev["task"]].defaults.get("grid") if ev["task"] in TASKS else None)  # older files: none
+        experiments.add(f"{ev['task']} l={ev['l']} k={ev['k']}" + (f" grid={grid}" if grid is not None else ""))
     if len(experiments) > 1:  # the curves would be averaged across tasks
         raise GtmmError(f"these runs span {len(experiments)} experiments ({'; '.join(sorted(experiments))}); a plot"
                         " draws one: give the runs of one, or use gtmm report, which draws one figure each")

@@ -78,7 +78,8 @@ def _settings(run: Path) -> tuple:
     drops = (("lr_drops", lr_drops_text(config.lr_drops)),) if config.lr_drops else ()
     clip = (("clip", config.clip_grad_norm),) if config.clip_grad_norm is not None else ()
     clip += (("clip_memory", config.clip_memory_grad_norm),) if config.clip_memory_grad_norm is not None else ()
-    return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
+    grid = (("grid", config.grid),) if config.grid is not None else ()
+    return (*grid, ("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
             *sorted(config.model_overrides.items()))
 
 

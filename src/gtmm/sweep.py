@@ -33,7 +33,7 @@ from gtmm.units import unit_scale
 
 ALIASES = {"lr": "learning_rate", "lr_drop": "lr_drops"}
 # Grid axes that are TrainConfig fields; the rest of the settings are ModelConfig overrides.
-_TRAIN_SETTINGS = ("l", "k", "steps", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
+_TRAIN_SETTINGS = ("l", "k", "grid", "steps", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
                    "clip_memory_grad_norm", "checkpoint_every", "keep_checkpoints")
 _MODEL_SETTINGS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("model", "sequence_length"))
 LOG_NAME = "sweep-log.jsonl"

@@ -90,6 +90,7 @@ class TrainConfig:
     # a run can be evaluated or forked at those steps after it has gone past them.
     keep_every: int | None = None
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. hidden_size
+    grid: int | None = None  # mnist-maze: the grid's side (None: the paper's 4); other tasks take none
 
     def __post_init__(self):
         # config.json holds the pairs as lists; keep one (hashable) form
@@ -97,13 +98,17 @@ class TrainConfig:
         if isinstance(drops, (list, tuple)) and all(isinstance(d, (list, tuple)) and len(d) == 2 for d in drops):
             object.__setattr__(self, "lr_drops", tuple((d[0], d[1]) for d in drops))
         if self.task in TASKS:  # an unknown task is reported by validate()
-            for name in ("l", "k"):
-                if getattr(self, name) is None:
+            for name in ("l", "k", "grid"):
+                if getattr(self, name) is None and name in TASKS[self.task].defaults:
                     object.__setattr__(self, name, TASKS[self.task].defaults[name])
+
+    def make_task(self) -> AbstractTask:
+        """The run's task (loads its data set)."""
+        return make_task(self.task, l=self.l, k=self.k, grid=self.grid)
 
     def validate(self) -> "TrainConfig":
         check_model(self.model)
-        task_params(self.task, l=self.l, k=self.k)
+        task_params(self.task, l=self.l, k=self.k, grid=self.grid)
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             check_positive(name.replace("_", " "), getattr(self, name))
         check_seed(self.seed)
@@ -184,7 +189,7 @@ def lr_drops_text(drops: tuple[tuple[int, float], ...]) -> str:
 # Settings a resumed run must share with the run on disk (steps may grow).
 # what makes a run directory this run: a resume with any of these changed is refused (clipping
 # changes the optimiser state's structure as well as the numbers)
-_IDENTITY = ("model", "task", "l", "k", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
+_IDENTITY = ("model", "task", "l", "k", "grid", "batch_size", "learning_rate", "lr_drops", "clip_grad_norm",
              "clip_memory_grad_norm", "seed", "model_overrides")
 
 
@@ -454,7 +459,7 @@ def load_trained(run_dir: Path, step: int | None = None) -> tuple[TrainConfig, A
     config = read_config(run_dir)
     if step is not None:
         path = _checkpoint_at(run_dir, step, "train with --keep-every to keep checkpoints along the way")
-    task = make_task(config.task, l=config.l, k=config.k)
+    task = config.make_task()
     model = build_model(config, read_model_config(run_dir))
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
     if step is None:
@@ -747,7 +752,7 @@ def _train_runs_locked(locks: contextlib.ExitStack, config: TrainConfig, run_dir
     if writes:
         for run_dir in run_dirs:
             locks.enter_context(_run_lock(run_dir))
-    task = task or make_task(config.task, l=config.l, k=config.k)
+    task = task or config.make_task()
     optimizer = make_optimizer(config)
     models, opt_states, model_configs = [], [], []
     for run_dir, cfg, resumed in zip(run_dirs, configs, resuming):
