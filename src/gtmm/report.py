@@ -94,8 +94,6 @@ def mean_se(values: list[float | None], digits: int = 2) -> str:
 
 
 def _check_out(out: Path, runs: list[Path]) -> None:
-    if out.exists() and not out.is_dir():
-        raise GtmmError(f"{out} exists and is not a directory; choose another --out")
     if any(r == out or r in out.parents for r in runs):
         raise GtmmError(f"the report directory {out} is inside a run directory; choose another --out")
     report = out / REPORT_NAME

@@ -481,9 +481,7 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, overwrite: bool = False) 
 
     Runs before any data is loaded or model built, so a wrong --out fails at once.
     """
-    check_writable(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise GtmmError(f"{run_dir} is a file, not a directory; choose another --out")
+    check_writable(run_dir)  # also refuses a run_dir that is a file
     if (run_dir / "config.json").exists():
         if overwrite:
             return False
