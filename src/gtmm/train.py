@@ -694,7 +694,9 @@ def _run_lock(run_dir: Path):
     fails before anything is written into it (missing data, say)."""
     try:
         import fcntl
-    except ImportError:  # Windows: no flock
+    except ImportError:  # Windows: no flock; train, and say so
+        announce_once(f"cannot lock {run_dir} (no flock on this platform); a second training into it at the same"
+                      " time would not be caught")
         yield
         return
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # deepest first
