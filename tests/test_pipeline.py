@@ -161,6 +161,41 @@ def test_plot_over_a_folder_of_runs(tmp_path, replica_runs, capsys):
     assert not (tmp_path / "mixed.png").exists() and not (tmp_path / "none.png").exists()
 
 
+def test_plot_and_report_share_one_definition_of_an_experiment(tmp_path, replica_runs, capsys):
+    """`group_experiments`: a vrnn run with another learning rate splits the experiment by settings,
+    so the report writes two sections and the plot refuses, naming the setting (it averaged them
+    before); a maze of another grid is another experiment, and evaluations older than the grid
+    setting read as the paper's 4x4."""
+    import shutil
+
+    from gtmm.cli import main
+    from gtmm.report import ensure_evaluated, experiment_label, find_runs, group_experiments
+    from tests.test_cli import main_error
+
+    runs = find_runs([replica_runs])
+    evals = {run: ensure_evaluated(run, batches=1) for run in runs}
+    (key,) = group_experiments(evals)
+    assert experiment_label(key) == "perfect-recall l=3 k=2" and experiment_label(key, "file") == "perfect-recall-l3-k2"
+    other = tmp_path / "slower" / "vrnn"
+    shutil.copytree(replica_runs / "vrnn" / "replica-0", other)
+    config = json.loads((other / "config.json").read_text())
+    config["train"]["learning_rate"] = 3e-4
+    (other / "config.json").write_text(json.dumps(config))
+    line = main_error(capsys, "plot", str(replica_runs), str(other), "--out", str(tmp_path / "mixed.png"))
+    assert "span 2 experiments" in line and "lr=0.0003" in line and "lr=0.001" in line
+    assert not (tmp_path / "mixed.png").exists()
+    report = write_report([replica_runs, other], tmp_path / "report", batches=1, progress=False).read_text()
+    headings = [h for h in report.splitlines() if h.startswith("## perfect-recall")]
+    assert len(headings) == 2 and any("lr = 0.0003" in h for h in headings), headings
+    # the maze: grid 6 apart from grid 4, and an evaluation without "grid" is grid 4
+    maze = {run: {**ev, "task": "mnist-maze", **({"grid": 6} if run.parent.name == "vrnn" else {})}
+            for run, ev in evals.items()}
+    assert sorted(map(experiment_label, group_experiments(maze))) == ["mnist-maze l=3 k=2", "mnist-maze l=3 k=2 grid=6"]
+    maze = {run: {**ev, "grid": 4} for run, ev in maze.items() if run.parent.name != "vrnn"}
+    assert len(group_experiments({**maze, **{r: {**e, "task": "mnist-maze"} for r, e in evals.items()
+                                             if r.parent.name == "vrnn"}})) == 1
+
+
 def test_a_config_edited_by_hand_is_refused(tmp_path, replica_runs):
     """A config.json whose training settings and architecture name different models is an error,
     not an evaluation of one model reported under the other's name."""

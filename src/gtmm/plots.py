@@ -40,21 +40,21 @@ def _evaluation(run_dir: Path) -> dict:
 
 
 def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
-    """Evaluated runs grouped by model, in the paper's model order."""
-    from gtmm.tasks import TASKS
+    """Evaluated runs grouped by model, in the paper's model order; they must be of one experiment
+    as `gtmm report` defines it (`report.group_experiments`), so that no curve averages runs of
+    different tasks or settings."""
+    from gtmm.report import experiment_label, group_experiments
 
-    groups: dict[str, list[tuple[Path, dict]]] = defaultdict(list)
-    experiments = set()
-    for d in run_dirs:
-        ev = _evaluation(Path(d))
-        groups[ev["model"]].append((Path(d), ev))
-        grid = ev.get("grid", TASKS[ev["task"]].defaults.get("grid") if ev["task"] in TASKS else None)  # older files: none
-        experiments.add(f"{ev['task']} l={ev['l']} k={ev['k']}" + (f" grid={grid}" if grid is not None else ""))
-    if len(experiments) > 1:  # the curves would be averaged across tasks
-        raise GtmmError(f"these runs span {len(experiments)} experiments ({'; '.join(sorted(experiments))}); a plot"
-                        " draws one: give the runs of one, or use gtmm report, which draws one figure each")
+    evals = {Path(d): _evaluation(Path(d)) for d in run_dirs}
+    experiments = group_experiments(evals)
+    if len(experiments) > 1:
+        raise GtmmError(f"these runs span {len(experiments)} experiments"
+                        f" ({'; '.join(sorted(map(experiment_label, experiments)))}); a plot draws one:"
+                        " give the runs of one, or use gtmm report, which draws one figure each")
+    (models,) = experiments.values()
     order = list(MODEL_COLOURS)
-    return dict(sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return {m: [(run, evals[run]) for run in models[m]]
+            for m in sorted(models, key=lambda m: order.index(m) if m in order else len(order))}
 
 
 def _band(ax, x: np.ndarray, runs: np.ndarray, model: str, label: str) -> None:
@@ -115,8 +115,9 @@ def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path, units: str = "
     groups = _by_model(run_dirs)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     _draw_kl_per_step(ax, groups, units)
-    ev0 = next(iter(groups.values()))[0][1]
-    ax.set_title(f"{ev0['task']} l={ev0['l']} k={ev0['k']}: KL per step")
+    from gtmm.report import experiment_label, experiment_of
+
+    ax.set_title(f"{experiment_label((*experiment_of(next(iter(groups.values()))[0][1]), ()))}: KL per step")
     ax.legend(fontsize=8)
     return _save(fig, Path(out))
 

@@ -1,6 +1,7 @@
 """A self-contained report over run directories: Markdown beside its PNGs (paper section 4, SPEC 5).
 
-For every experiment (task, l, k) among the runs: a table of models by metrics, each the mean and
+For every experiment (task, l, k, and the maze's grid; split by settings where a sweep varied
+them, see `group_experiments`) among the runs: a table of models by metrics, each the mean and
 standard error over that model's runs (replicas or seeds), the three-panel figure of the paper's
 metrics, and one sample grid per model (observed, reconstructed, generated).
 """
@@ -69,18 +70,62 @@ def evaluate_runs(runs: list[Path], batches: int = 10, progress: bool = True) ->
 
 
 def _settings(run: Path) -> tuple:
-    """What besides task, l, k and seed sets a run apart (steps, batch, learning rate and its
-    drops, gradient clipping, model settings): runs that differ in it are different experiments,
-    never averaged together."""
+    """What besides the experiment (`experiment_of`) and the seed sets a run apart (steps, batch,
+    learning rate and its drops, gradient clipping, model settings): runs of one model that differ
+    in it are never averaged together."""
     from gtmm.train import lr_drops_text, read_config
 
     config = read_config(run)
     drops = (("lr_drops", lr_drops_text(config.lr_drops)),) if config.lr_drops else ()
     clip = (("clip", config.clip_grad_norm),) if config.clip_grad_norm is not None else ()
     clip += (("clip_memory", config.clip_memory_grad_norm),) if config.clip_memory_grad_norm is not None else ()
-    grid = (("grid", config.grid),) if config.grid is not None else ()
-    return (*grid, ("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
+    return (("steps", config.steps), ("batch", config.batch_size), ("lr", config.lr), *drops, *clip,
             *sorted(config.model_overrides.items()))
+
+
+def experiment_of(ev: dict) -> tuple:
+    """The experiment an evaluation belongs to: task, l, k and the maze's grid (None for tasks
+    without one; evaluations older than the grid setting read as the task's default)."""
+    from gtmm.tasks import TASKS
+
+    default = TASKS[ev["task"]].defaults.get("grid") if ev["task"] in TASKS else None
+    return ev["task"], ev["l"], ev["k"], ev.get("grid", default)
+
+
+def group_experiments(evals: dict[Path, dict]) -> dict[tuple, dict[str, list[Path]]]:
+    """Runs by experiment, then by model: {(task, l, k, grid, differs): {model: [run, ...]}}.
+
+    The one definition of "one experiment" that `gtmm report` (a section each) and `gtmm plot`
+    (one figure) share. Where a model ran an experiment with several settings (a sweep), that
+    experiment is split by settings and `differs` names them; otherwise `differs` is empty, and
+    models of one experiment may differ in settings (each model's own training length, say).
+    """
+    settings = {run: _settings(run) for run in evals}
+    found: dict[tuple, set] = defaultdict(set)
+    for run, ev in evals.items():
+        found[(experiment_of(ev), ev["model"])].add(settings[run])
+    vary = {experiment for (experiment, _), kinds in found.items() if len(kinds) > 1}
+    groups: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
+    for run, ev in evals.items():
+        experiment = experiment_of(ev)
+        groups[(*experiment, settings[run] if experiment in vary else ())][ev["model"]].append(run)
+    return {key: dict(models) for key, models in groups.items()}
+
+
+def experiment_label(key: tuple, style: str = "text") -> str:
+    """A group key of `group_experiments` as "text" (mnist-maze l=13 k=12 grid=6 lr=0.001), a
+    "heading" (mnist-maze, l = 13, k = 12, grid = 6, lr = 0.001) or a "file" name stem
+    (mnist-maze-l13-k12-grid6-lr0.001). The grid shows where it is not the paper's."""
+    from gtmm.tasks import TASKS
+
+    task, l, k, grid, differs = key
+    default = TASKS[task].defaults.get("grid") if task in TASKS else None
+    parts = [("l", l), ("k", k)] + ([("grid", grid)] if grid != default else []) + list(differs)
+    if style == "heading":
+        return task + "".join(f", {name.replace('_', ' ')} = {value}" for name, value in parts)
+    if style == "file":
+        return task + "".join(f"-{name}{value}" for name, value in parts)
+    return task + "".join(f" {name}={value}" for name, value in parts)
 
 
 def mean_se(values: list[float | None], digits: int = 2) -> str:
@@ -116,16 +161,7 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
     runs = find_runs(paths)
     _check_out(out, runs)
     evals = evaluate_runs(runs, batches, progress)
-    # One section per task, l, k; split by settings where a model ran there with several (a sweep).
-    settings = {run: _settings(run) for run in runs}
-    by_model: dict[tuple, set] = defaultdict(set)
-    for run, ev in evals.items():
-        by_model[(ev["task"], ev["l"], ev["k"], ev["model"])].add(settings[run])
-    settings_vary = {key[:3] for key, found in by_model.items() if len(found) > 1}
-    experiments: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-    for run, ev in evals.items():
-        key = (ev["task"], ev["l"], ev["k"])
-        experiments[key + (settings[run] if key in settings_vary else (),)][ev["model"]].append(run)
+    experiments = group_experiments(evals)
     out.mkdir(parents=True, exist_ok=True)
 
     lines = [_MARK, f"# {title or 'gtmm report'}", "",
@@ -134,12 +170,10 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
              f" KL and bounds in {units} per sequence step or per sequence as labelled.", ""]
     if command:
         lines += ["Produced by:", "", f"```\n{command}\n```", ""]
-    for (task, l, k, differs), models in sorted(experiments.items()):
+    for key, models in sorted(experiments.items(), key=lambda kv: (kv[0][:3], repr(kv[0][3:]))):
         known = list(MEMORIES)
         order = sorted(models, key=lambda m: known.index(m) if m in known else len(known))
-        name, heading = f"{task}-l{l}-k{k}", f"{task}, l = {l}, k = {k}"
-        name += "".join(f"-{key}{value}" for key, value in differs)
-        heading += "".join(f", {key.replace('_', ' ')} {value}" for key, value in differs)
+        name, heading = experiment_label(key, "file"), experiment_label(key, "heading")
         first = evals[models[order[0]][0]]
         with_gen = first.get("generation_accuracy") is not None or any(
             evals[r].get("generation_scored") for m in order for r in models[m])
