@@ -1,6 +1,10 @@
 """train -> evaluate -> sample -> plot -> report, as the README's main job runs it, on tiny runs."""
 
+import ast
+import inspect
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +212,39 @@ def test_a_config_edited_by_hand_is_refused(tmp_path, replica_runs):
     (run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(GtmmError, match="name model 'introspective' but its architecture is 'vrnn'"):
         evaluate_run(run, batches=1)
+
+
+def _readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (Path(__file__).resolve().parents[1] / "README.md").read_text(), re.S)
+
+
+def test_readme_python_calls_bind_to_the_library():
+    """Every call in the README's Python blocks of a name they import binds to that name's
+    signature: a renamed function, class or keyword fails here without running anything heavy."""
+    blocks = _readme_python_blocks()
+    assert len(blocks) >= 2
+    checked = []
+    for block in blocks:
+        tree = ast.parse(block)
+        names: dict = {}
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                exec(compile(ast.Module([node], []), "README.md", "exec"), names)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+                inspect.signature(names[node.func.id]).bind(*node.args, **{k.arg: k.value for k in node.keywords})
+                checked.append(node.func.id)
+    assert {"train", "evaluate_run", "write_report", "expand_grid", "sweep", "make_task", "init_model",
+            "loss_fn", "load_trained", "kl_per_step"} <= set(checked), checked
+
+
+def test_readme_notebook_block_runs_on_a_trained_run(replica_runs):
+    """The README's notebook block, as written, on a trained run (l = 3, k = 2, so T = 5)."""
+    (block,) = [b for b in _readme_python_blocks() if "load_trained" in b]
+    assert '"runs/intro"' in block
+    names: dict = {}
+    exec(block.replace('"runs/intro"', repr(str(replica_runs / "introspective" / "replica-0"))), names)
+    assert names["step"] == 2 and names["config"].model == "introspective"
+    for frames in (names["recon"], names["gen"]):
+        assert frames.shape == (4, 5, 1, 32, 32) and np.all((frames >= 0) & (frames <= 1))
+    assert len(names["ev"]["kl_per_step"]) == 5 and np.isfinite(names["ev"]["kl_recall"])
