@@ -321,3 +321,14 @@ def test_a_failing_disk_is_one_line(capsys, monkeypatch):
     assert main(["report", "runs", "--out", "runs/report"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gtmm: error: No space left on device (runs/report/report.md)")
+
+
+def test_every_argument_of_every_command_says_what_it_does():
+    """`gtmm COMMAND --help` explains each argument (a bare flag left a newcomer guessing its default)."""
+    import argparse
+
+    from gtmm.cli import _parser
+
+    bare = [f"{name} {' '.join(a.option_strings) or a.dest}" for name, sub in _parser().commands.items()
+            for a in sub._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert bare == []

@@ -55,12 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--l", type=int, default=None, help=_L_HELP)
         parser.add_argument("--k", type=int, default=None, help=_K_HELP)
         parser.add_argument("--grid", type=int, default=None, help="mnist-maze: the grid's side (default 4)")
-        parser.add_argument("--batch-size", type=int, default=10)
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--batch-size", type=int, default=10, help="sequences per training step (default 10)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="initial parameters, data stream and noise (default 0; replica r of --replicas"
+                                 " gets S + r)")
 
     t = sub.add_parser("train", help="train a model on a task (resumes when --out holds the same run)")
     model_and_task(t)
-    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--steps", type=int, default=1000,
+                   help="training steps in all (default 1000); a resume with more goes on to them")
     t.add_argument("--lr", type=float, default=None, help="default 1e-3, 1e-4 when T > 100")
     t.add_argument("--lr-drop", type=_lr_drop, action="append", default=[], metavar="STEP:LR",
                    help="train the steps after STEP at LR (repeat for more; not in the paper): the same as training"
@@ -71,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--clip-memory-grad-norm", type=float, default=None,
                    help="also clip the memory's gradient (controller and interface) alone to this norm (default: none;"
                         " not in the paper; see docs/results/recall-diagnostic.md)")
-    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--checkpoint-every", type=int, default=100,
+                   help="save a checkpoint every N steps (default 100): what a killed run loses at most")
     t.add_argument("--keep-every", type=int, default=None,
                    help="also keep every checkpoint at a multiple of N steps (default: only the last 3), to evaluate"
                         " or fork the run there later; a resume keeps the run's N")
@@ -114,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out even if its settings differ (default: resume the same run, refuse"
                         " another)")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs, batch jobs)")
 
     f = sub.add_parser("fork", help="branch a run from one of its checkpoints into a new run directory, with another"
                                     " clip, learning rate or step count; then gtmm train goes on from there")
@@ -133,22 +137,23 @@ def _parser() -> argparse.ArgumentParser:
                              help="the new run does not clip the memory's gradient apart")
 
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
-    e.add_argument("run_dir")
-    e.add_argument("--batches", type=_positive_int, default=10)
+    e.add_argument("run_dir", help="a run directory (its newest checkpoint)")
+    e.add_argument("--batches", type=_positive_int, default=10,
+                   help="held-out batches of 10 sequences to evaluate on (default 10)")
     e.add_argument("--step", type=_positive_int, default=None,
                    help="evaluate the checkpoint of this step into evaluation-step-N.json (default: the newest,"
                         " into evaluation.json)")
     _units_flag(e, "what the printed summary shows (evaluation.json stays in nats)")
 
     s = sub.add_parser("sample", help="PNG grid of inputs, reconstructions and generations")
-    s.add_argument("run_dir")
-    s.add_argument("--sequences", type=_positive_int, default=4)
+    s.add_argument("run_dir", help="a run directory")
+    s.add_argument("--sequences", type=_positive_int, default=4, help="held-out sequences, three rows each (default 4)")
     s.add_argument("--step", type=_positive_int, default=None, help="a kept checkpoint (default: the newest)")
     s.add_argument("--out", default=None, help="PNG file (default: RUN_DIR/samples.png)")
 
     rd = sub.add_parser("reads", help="PNG of where each read head of a run's memory looks at every step of a"
                                       " held-out sequence")
-    rd.add_argument("run_dir")
+    rd.add_argument("run_dir", help="a run directory of a model with memory slots")
     rd.add_argument("--sequence", type=int, default=0, help="which sequence of the evaluation's first batch (0-9)")
     rd.add_argument("--step", type=_positive_int, default=None, help="a kept checkpoint (default: the newest)")
     rd.add_argument("--out", required=True, help="PNG file")
@@ -161,9 +166,9 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="Markdown report with PNGs over run directories (evaluates them if needed)")
     rp.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (searched below)")
     rp.add_argument("--out", required=True, help="report directory (report.md and its PNGs)")
-    rp.add_argument("--title", default="")
+    rp.add_argument("--title", default="", help="the report's heading (default: gtmm report)")
     rp.add_argument("--batches", type=_positive_int, default=10, help="held-out batches of 10 to evaluate on")
-    rp.add_argument("--no-progress", action="store_true")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bar")
     _units_flag(rp, "what the tables and figures show (the runs' files stay in nats)")
 
     r = sub.add_parser("reproduce", help="run a paper experiment for every model: train replicas, evaluate, report")
@@ -174,12 +179,12 @@ def _parser() -> argparse.ArgumentParser:
                        for n, v in SCALES.items()))
     r.add_argument("--replicas", type=_positive_int, default=None, help="replicas per model (default: the scale's)")
     r.add_argument("--models", default=",".join(MEMORIES), help="comma-separated subset of the models")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="replica r gets seed S + r (default 0)")
     r.add_argument("--devices", type=_devices, default=None,
                    help="split each batch over N devices (or 'all'), as gtmm train; on a CPU with"
                         " XLA_FLAGS=--xla_force_host_platform_device_count=N")
-    r.add_argument("--out", required=True)
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--out", required=True, help="experiment directory: OUT/MODEL/replica-R and OUT/report.md")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     _units_flag(r, "what the report shows (the runs' files stay in nats)")
 
     sw = sub.add_parser("sweep", help="a grid of runs (models x tasks x settings x replicas) on a Ray cluster, then"
@@ -197,8 +202,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None,
                     help="Ray cluster to join (e.g. auto, or HOST:6379); default: start one on this machine")
     sw.add_argument("--cpus", type=_positive_int, default=None, help="local cluster: CPUs to use (default: all)")
-    sw.add_argument("--cpus-per-run", type=float, default=1.0)
-    sw.add_argument("--gpus-per-run", type=float, default=0.0)
+    sw.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray CPUs each run reserves (default 1)")
+    sw.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray GPUs each run reserves (default 0)")
     sw.add_argument("--max-retries", type=int, default=3, help="times Ray re-runs a run whose worker died")
     sw.add_argument("--eval-batches", type=_positive_int, default=10, help="held-out batches of 10 per run")
     _units_flag(sw, "what the report shows (the runs' files stay in nats)")
@@ -223,9 +228,10 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--l", type=int, default=None, help=_L_HELP)
     dr.add_argument("--k", type=int, default=None, help=_K_HELP)
     dr.add_argument("--grid", type=int, default=None, help="mnist-maze: the grid's side (default 4)")
-    dr.add_argument("--sequences", type=_positive_int, default=3)
-    dr.add_argument("--seed", type=int, default=0)
-    dr.add_argument("--split", choices=["train", "eval"], default="train")
+    dr.add_argument("--sequences", type=_positive_int, default=3, help="sequences drawn, one row each (default 3)")
+    dr.add_argument("--seed", type=int, default=0, help="which sequences (default 0)")
+    dr.add_argument("--split", choices=["train", "eval"], default="train",
+                   help="draw from the training or held-out images (default train)")
     dr.add_argument("--out", required=True, help="PNG file")
 
     d = sub.add_parser("data", help="where data lives, verify it, download it ahead of time, and render the"
@@ -238,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=_positive_int, default=1000, help="generate-3d: episodes in all")
     d.add_argument("--seed", type=int, default=0, help="generate-3d: episode i is rendered from (seed, i)")
     d.add_argument("--out", default=None, help="generate-3d: folder (default: DATA/rotation-3d)")
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--no-progress", action="store_true", help="generate-3d: no progress bar")
     p.commands = sub.choices  # for errors found after parsing, named by their command (main)
     return p
 
