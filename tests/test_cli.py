@@ -107,6 +107,9 @@ def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
     assert main(["draw", "one-shot-recall", "--split", "eval", "--l", "6", "--k", "2", "--sequences", "1",
                  "--out", str(tmp_path / "eval.png")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{t}.png" for t in drawn] + ["eval.png"])
+    # --task, as gtmm train spells it, draws the same sequences
+    assert main(["draw", "--task", "mnist-maze", "--sequences", "1", "--seed", "1", "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").read_bytes() == (tmp_path / "mnist-maze.png").read_bytes()
 
 
 def main_error(capsys, *args) -> str:
@@ -131,6 +134,8 @@ def main_error(capsys, *args) -> str:
     (["draw", "mnist-maze", "--grid", "1"], ["1x1 grid cannot hold a walk"]),
     (["draw", "perfect-recall", "--grid", "3"], ["takes no parameter grid"]),
     (["draw", "parity-recall", "--k", "0"], ["k must be a positive integer"]),
+    (["draw"], ["needs a task", "mnist-maze"]),
+    (["draw", "parity-recall", "--task", "mnist-maze"], ["two tasks given"]),
     (["train", "--model", "vrnn", "--task", "dynamic-dependency", "--l", "9"], ["l >= 10"]),
     (["train", "--model", "vrnn", "--seed", "-1"], ["seed must be an integer from 0 to 4294967295, got -1"]),
     (["train", "--model", "vrnn", "--seed", "4294967295", "--replicas", "2"], ["last replica's seed"]),

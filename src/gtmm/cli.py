@@ -224,7 +224,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also time the first step in a second process that finds the compile cache warm")
 
     dr = sub.add_parser("draw", help="PNG of example sequences of a task, as the paper's Fig. 3, 5, 7, 9, 11, 13")
-    dr.add_argument("task", help=f"one of {', '.join(TASKS)}")
+    dr.add_argument("task", nargs="?", default=None, help=f"one of {', '.join(TASKS)}")
+    dr.add_argument("--task", dest="task_flag", default=None, metavar="TASK",
+                    help="the same, as gtmm train spells it: gtmm draw --task mnist-maze")
     dr.add_argument("--l", type=int, default=None, help=_L_HELP)
     dr.add_argument("--k", type=int, default=None, help=_K_HELP)
     dr.add_argument("--grid", type=int, default=None, help="mnist-maze: the grid's side (default 4)")
@@ -400,11 +402,16 @@ def _run(args) -> int:
         print(json.dumps(bench(config, args.steps, devices=args.devices, ceiling=args.ceiling,
                                warm_cache=args.warm_cache)))
     elif args.command == "draw":
+        from gtmm.errors import GtmmError
         from gtmm.plots import draw_task_examples
-        from gtmm.tasks import make_task
+        from gtmm.tasks import TASKS, make_task
 
+        if args.task and args.task_flag and args.task != args.task_flag:
+            raise GtmmError(f"two tasks given, {args.task} and --task {args.task_flag}; give one")
+        if not (args.task or args.task_flag):
+            raise GtmmError(f"gtmm draw needs a task: gtmm draw TASK --out FILE, TASK one of {', '.join(TASKS)}")
         check_output_file(args.out)
-        task = make_task(args.task, l=args.l, k=args.k, grid=args.grid)
+        task = make_task(args.task or args.task_flag, l=args.l, k=args.k, grid=args.grid)
         print(draw_task_examples(task, args.out, sequences=args.sequences, seed=args.seed, split=args.split))
     elif args.command == "data":
         from gtmm.data import data_dir, verify_mnist, verify_omniglot
