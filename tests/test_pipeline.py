@@ -190,7 +190,14 @@ def test_plot_and_report_share_one_definition_of_an_experiment(tmp_path, replica
     assert not (tmp_path / "mixed.png").exists()
     report = write_report([replica_runs, other], tmp_path / "report", batches=1, progress=False).read_text()
     headings = [h for h in report.splitlines() if h.startswith("## perfect-recall")]
-    assert len(headings) == 2 and any("lr = 0.0003" in h for h in headings), headings
+    assert sorted(headings) == ["## perfect-recall, l = 3, k = 2, lr = 0.0003", "## perfect-recall, l = 3, k = 2, lr = 0.001"]
+    # the same folder again, without the slower run: the figures of the sections it no longer has
+    # go, a file of the user's stays
+    (tmp_path / "report" / "mine.png").write_bytes(b"mine")
+    write_report([replica_runs], tmp_path / "report", batches=1, progress=False)
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(
+        ["report.md", "mine.png", "perfect-recall-l3-k2-metrics.png", "perfect-recall-l3-k2-vrnn-samples.png",
+         "perfect-recall-l3-k2-introspective-samples.png"])
     # the maze: grid 6 apart from grid 4, and an evaluation without "grid" is grid 4
     maze = {run: {**ev, "task": "mnist-maze", **({"grid": 6} if run.parent.name == "vrnn" else {})}
             for run, ev in evals.items()}

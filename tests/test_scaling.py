@@ -253,7 +253,7 @@ def test_sweep_on_a_local_ray_cluster_survives_a_killed_worker(one_device, tmp_p
     report = Path(summary["report"]).read_text()
     for task in ("perfect-recall", "parity-recall"):
         for steps in (2, LONG):
-            assert f"## {task}, l = {tiny.l}, k = {tiny.k}, steps = {steps}," in report
+            assert f"## {task}, l = {tiny.l}, k = {tiny.k}, steps = {steps}\n" in report  # only what differs
     assert report.count(f"| {tiny.model} | 3 |") == 4  # mean ± s.e. over the 3 replicas of each grid point
     assert "KL and bounds in bits" in report  # --units reaches the report
     assert "12 of 12 runs finished" in stdout

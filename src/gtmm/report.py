@@ -9,6 +9,7 @@ metrics, and one sample grid per model (observed, reconstructed, generated).
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -97,18 +98,22 @@ def group_experiments(evals: dict[Path, dict]) -> dict[tuple, dict[str, list[Pat
 
     The one definition of "one experiment" that `gtmm report` (a section each) and `gtmm plot`
     (one figure) share. Where a model ran an experiment with several settings (a sweep), that
-    experiment is split by settings and `differs` names them; otherwise `differs` is empty, and
-    models of one experiment may differ in settings (each model's own training length, say).
+    experiment is split by settings and `differs` names those in which its parts differ (the
+    settings all its runs share are left out); otherwise `differs` is empty, and models of one
+    experiment may differ in settings (each model's own training length, say).
     """
     settings = {run: _settings(run) for run in evals}
     found: dict[tuple, set] = defaultdict(set)
     for run, ev in evals.items():
         found[(experiment_of(ev), ev["model"])].add(settings[run])
     vary = {experiment for (experiment, _), kinds in found.items() if len(kinds) > 1}
+    shared = {experiment: set.intersection(*(set(settings[run]) for run, ev in evals.items()
+                                             if experiment_of(ev) == experiment)) for experiment in vary}
     groups: dict[tuple, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for run, ev in evals.items():
         experiment = experiment_of(ev)
-        groups[(*experiment, settings[run] if experiment in vary else ())][ev["model"]].append(run)
+        differs = tuple(s for s in settings[run] if s not in shared[experiment]) if experiment in vary else ()
+        groups[(*experiment, differs)][ev["model"]].append(run)
     return {key: dict(models) for key, models in groups.items()}
 
 
@@ -212,6 +217,17 @@ def write_report(paths: list[str | Path], out: str | Path, title: str = "", batc
             lines += [f"![{m} samples]({grid.name})", ""]
     lines += ["## Runs", ""] + [f"- `{r}`" for r in runs] + [""]
     report = out / REPORT_NAME
+    before = _figures(report)
     write_bytes_atomic(report, "\n".join(lines).encode())
+    for name in before - _figures(report):  # an earlier report's figures that this one no longer shows
+        (out / name).unlink(missing_ok=True)
     return report
+
+
+def _figures(report: Path) -> set[str]:
+    """The PNGs a report written by gtmm report shows (file names in its folder); none for another file."""
+    text = report.read_text(errors="replace") if report.exists() else ""
+    if _MARK not in text:
+        return set()
+    return {name for name in re.findall(r"!\[[^\]]*\]\(([^)/\\]+\.png)\)", text)}
 
