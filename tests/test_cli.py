@@ -64,7 +64,7 @@ def test_not_a_run_directory(tmp_path, capsys):
     """evaluate, train and report on a folder of the user's: one line each, the folder untouched
     (the first from the real command line, the others in-process)."""
     (tmp_path / "notes.txt").write_text("mine")
-    assert_one_line_error(gtmm("evaluate", str(tmp_path)), "not a gtmm run directory")
+    assert_one_line_error(gtmm("evaluate", str(tmp_path)), "no gtmm run directory (with config.json) at or below")
     train = ("train", "--model", "vrnn", "--steps", "1", "--out", str(tmp_path))
     assert "not a gtmm run directory" in main_error(capsys, *train)
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -165,6 +165,19 @@ def test_plot_over_a_folder_of_runs(tmp_path, replica_runs, capsys):
     assert not (tmp_path / "mixed.png").exists() and not (tmp_path / "none.png").exists()
 
 
+def test_evaluate_takes_folders_of_runs(replica_runs, capsys):
+    """`gtmm evaluate FOLDER`: every run below it, one JSON line each, naming its run."""
+    from gtmm.cli import main
+
+    capsys.readouterr()
+    assert main(["evaluate", str(replica_runs / "vrnn"), "--batches", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["run_dir"] for line in lines] == [str(replica_runs / "vrnn" / f"replica-{r}") for r in (0, 1)]
+    assert [line["seed"] for line in lines] == [0, 1] and all(line["step"] == 2 for line in lines)
+    for line in lines:
+        assert json.loads((Path(line["run_dir"]) / "evaluation.json").read_text())["kl_recall"] == line["kl_recall"]
+
+
 def test_plot_and_report_share_one_definition_of_an_experiment(tmp_path, replica_runs, capsys):
     """`group_experiments`: a vrnn run with another learning rate splits the experiment by settings,
     so the report writes two sections and the plot refuses, naming the setting (it averaged them

@@ -137,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                              help="the new run does not clip the memory's gradient apart")
 
     e = sub.add_parser("evaluate", help="KL at every step on held-out sequences; writes evaluation.json")
-    e.add_argument("run_dir", help="a run directory (its newest checkpoint)")
+    e.add_argument("run_dirs", nargs="+", metavar="run_dir",
+                   help="run directories, or folders that hold them (every run below, as gtmm report); one JSON"
+                        " line each")
     e.add_argument("--batches", type=_positive_int, default=10,
                    help="held-out batches of 10 sequences to evaluate on (default 10)")
     e.add_argument("--step", type=_positive_int, default=None,
@@ -331,8 +333,12 @@ def _run(args) -> int:
         from gtmm.evaluate import evaluate_run
         from gtmm.units import evaluation_in
 
-        ev = evaluation_in(evaluate_run(args.run_dir, args.batches, step=args.step), args.units)
-        print(json.dumps({k: v for k, v in ev.items() if not k.startswith("kl_per_step")}))
+        from gtmm.report import find_runs
+
+        for run in find_runs(args.run_dirs):
+            ev = evaluation_in(evaluate_run(run, args.batches, step=args.step), args.units)
+            print(json.dumps({"run_dir": str(run), **{k: v for k, v in ev.items() if not k.startswith("kl_per_step")}}),
+                  flush=True)
     elif args.command == "sample":
         from gtmm.evaluate import sample_run
 
