@@ -64,12 +64,12 @@ def test_not_a_run_directory(tmp_path, capsys):
     """evaluate, train and report on a folder of the user's: one line each, the folder untouched
     (the first from the real command line, the others in-process)."""
     (tmp_path / "notes.txt").write_text("mine")
-    assert_one_line_error(gtmm("evaluate", str(tmp_path)), "no gtmm run directory (with config.json) at or below")
+    assert_one_line_error(gtmm("evaluate", str(tmp_path)), "not a gtmm run directory and holds none")
     train = ("train", "--model", "vrnn", "--steps", "1", "--out", str(tmp_path))
     assert "not a gtmm run directory" in main_error(capsys, *train)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-    assert "no gtmm run directory" in main_error(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert "not a gtmm run directory" in main_error(capsys, "report", str(tmp_path), "--out", str(tmp_path / "r"))
     assert "not a directory" in main_error(capsys, "report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 

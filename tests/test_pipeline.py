@@ -68,7 +68,7 @@ def test_report_refuses_to_overwrite_foreign_files(tmp_path, replica_runs):
     with pytest.raises(GtmmError, match="not written by gtmm report"):
         write_report([run], out, batches=1)
     assert (out / "report.md").read_text() == "my notes"
-    with pytest.raises(GtmmError, match="no gtmm run directory"):
+    with pytest.raises(GtmmError, match="not a gtmm run directory and holds none"):
         write_report([out], tmp_path / "r2")
 
 

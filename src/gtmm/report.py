@@ -33,7 +33,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
             raise GtmmError(f"{p} is not a directory; give run directories or folders that hold them")
         found = [p] if (p / "config.json").exists() else sorted(c.parent for c in p.rglob("config.json"))
         if not found:
-            raise GtmmError(f"no gtmm run directory (with config.json) at or below {p}")
+            raise GtmmError(f"{p} is not a gtmm run directory and holds none (no config.json at or below it)")
         runs += [r for r in found if r not in runs]
     return runs
 
