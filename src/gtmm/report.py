@@ -87,10 +87,14 @@ def _settings(run: Path) -> tuple:
 def experiment_of(ev: dict) -> tuple:
     """The experiment an evaluation belongs to: task, l, k and the maze's grid (None for tasks
     without one; evaluations older than the grid setting read as the task's default)."""
+    return ev["task"], ev["l"], ev["k"], ev.get("grid", _default_grid(ev["task"]))
+
+
+def _default_grid(task: str) -> int | None:
+    """The paper's grid of a task that has one (the maze's 4), else None."""
     from gtmm.tasks import TASKS
 
-    default = TASKS[ev["task"]].defaults.get("grid") if ev["task"] in TASKS else None
-    return ev["task"], ev["l"], ev["k"], ev.get("grid", default)
+    return TASKS[task].defaults.get("grid") if task in TASKS else None
 
 
 def group_experiments(evals: dict[Path, dict]) -> dict[tuple, dict[str, list[Path]]]:
@@ -121,11 +125,8 @@ def experiment_label(key: tuple, style: str = "text") -> str:
     """A group key of `group_experiments` as "text" (mnist-maze l=13 k=12 grid=6 lr=0.001), a
     "heading" (mnist-maze, l = 13, k = 12, grid = 6, lr = 0.001) or a "file" name stem
     (mnist-maze-l13-k12-grid6-lr0.001). The grid shows where it is not the paper's."""
-    from gtmm.tasks import TASKS
-
     task, l, k, grid, differs = key
-    default = TASKS[task].defaults.get("grid") if task in TASKS else None
-    parts = [("l", l), ("k", k)] + ([("grid", grid)] if grid != default else []) + list(differs)
+    parts = [("l", l), ("k", k)] + ([("grid", grid)] if grid != _default_grid(task) else []) + list(differs)
     if style == "heading":
         return task + "".join(f", {name.replace('_', ' ')} = {value}" for name, value in parts)
     if style == "file":
