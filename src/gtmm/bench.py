@@ -59,11 +59,7 @@ def warm_cache_first_step_s(config: TrainConfig) -> float:
     """The first step's time in a fresh process of the same configuration, which finds this
     process's compilation in JAX's persistent cache (call after `bench` has compiled it)."""
     check_warm_cache(config)
-    argv = [sys.executable, "-m", "gtmm", "bench", "--model", config.model, "--task", config.task,
-            "--l", str(config.l), "--k", str(config.k), "--batch-size", str(config.batch_size),
-            "--seed", str(config.seed), "--steps", "1", "--no-ceiling"]
-    if config.grid is not None:
-        argv += ["--grid", str(config.grid)]
+    argv = [sys.executable, "-m", "gtmm", "bench", *config.model_and_task_flags(), "--steps", "1", "--no-ceiling"]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise GtmmError(f"the second benchmark process failed: {done.stderr.strip().splitlines()[-1:]}")

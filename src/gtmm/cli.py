@@ -261,11 +261,8 @@ _MODEL_FLAGS = ("hidden_size", "slots", "read_heads", "word_size", "top_k", "lin
 def train_command(config, out: str) -> str | None:
     """The `gtmm train` command line that trains (or resumes) `config` into `out`; None when a model
     setting has no flag (a run made from Python)."""
-    words = ["gtmm", "train", "--model", config.model, "--task", config.task, "--l", str(config.l), "--k", str(config.k),
-             "--batch-size", str(config.batch_size), "--seed", str(config.seed), "--steps", str(config.steps),
+    words = ["gtmm", "train", *config.model_and_task_flags(), "--steps", str(config.steps),
              "--checkpoint-every", str(config.checkpoint_every)]
-    if config.grid is not None:
-        words += ["--grid", str(config.grid)]
     if config.keep_every is not None:
         words += ["--keep-every", str(config.keep_every)]
     for flag, value in (("lr", config.learning_rate), ("clip-grad-norm", config.clip_grad_norm),

@@ -106,6 +106,12 @@ class TrainConfig:
         """The run's task (loads its data set)."""
         return make_task(self.task, l=self.l, k=self.k, grid=self.grid)
 
+    def model_and_task_flags(self) -> list[str]:
+        """The command-line flags that `gtmm train` and `gtmm bench` share, as this config sets them."""
+        return (["--model", self.model, "--task", self.task, "--l", str(self.l), "--k", str(self.k)]
+                + (["--grid", str(self.grid)] if self.grid is not None else [])
+                + ["--batch-size", str(self.batch_size), "--seed", str(self.seed)])
+
     def validate(self) -> "TrainConfig":
         check_model(self.model)
         task_params(self.task, l=self.l, k=self.k, grid=self.grid)
