@@ -372,6 +372,13 @@ def test_dnc_saturated_usage_and_empty_memory_have_finite_gradients():
     (dict(model="ntm", slots=2), ["ntm", "3 memory slots"]),
     (dict(model="introspective", word_size=16), ["latent size (32)"]),
     (dict(model="vrnn", word_size=16), ["vrnn", "no word size"]),
+    (dict(model="ntm", link_k=2), ["ntm has no temporal links", "leave it out", "dnc"]),
+    (dict(model="dnc", link_k=21), ["link k (21)", "memory slots (20)", "at most 20"]),
+    (dict(model="dnc", slots=4, link_k=5), ["link k (5)", "memory slots (4)"]),
+    (dict(model="dnc", link_k=0), ["link k must be positive"]),
+    (dict(model="dnc", top_k=21), ["top k (21)", "memory slots (20)", "at most 20"]),
+    (dict(model="lru", top_k=101), ["top k (101)", "memory slots (100)"]),  # 5 T slots
+    (dict(model="associative", top_k=30, content_index="lsh"), ["top k (30)", "memory slots (20)"]),
 ])
 def test_bad_memory_settings_are_one_line_errors(settings, words):
     from gtmm.errors import GtmmError

@@ -124,22 +124,6 @@ def test_tiny_dnc_model_with_sparse_link_and_reads_has_finite_loss_and_gradients
     assert sum(float(np.abs(np.asarray(g)).sum()) for g in leaves) > 0
 
 
-@pytest.mark.parametrize("settings,words", [
-    (dict(model="ntm", link_k=2), ["ntm has no temporal links", "leave it out", "dnc"]),
-    (dict(model="dnc", link_k=21), ["link k (21)", "memory slots (20)", "at most 20"]),
-    (dict(model="dnc", slots=4, link_k=5), ["link k (5)", "memory slots (4)"]),
-    (dict(model="dnc", link_k=0), ["link k must be positive"]),
-])
-def test_bad_link_k_is_a_one_line_error(settings, words):
-    from gtmm.errors import GtmmError
-    from gtmm.model import ModelConfig
-
-    with pytest.raises(GtmmError) as e:
-        ModelConfig(sequence_length=20, **settings).resolved()
-    message = str(e.value)
-    assert "\n" not in message and all(w in message for w in words), message
-
-
 def test_link_k_round_trips_through_the_run_config_and_the_command_line():
     import json
     from dataclasses import asdict

@@ -124,9 +124,10 @@ class ModelConfig:
                                 f" --content-index out or use: {', '.join(able)}")
             if self.top_k is None:
                 raise GtmmError(f"content index {self.content_index} reads the k most similar slots; give --top-k K too")
-        if self.link_k is not None and self.link_k > slots:
-            raise GtmmError(f"link k ({self.link_k}) cannot exceed the memory slots ({slots}); lower link k to at"
-                            f" most {slots} or raise slots")
+        for name, value in (("top k", self.top_k), ("link k", self.link_k)):
+            if value is not None and value > slots:
+                raise GtmmError(f"{name} ({value}) cannot exceed the memory slots ({slots}); lower {name} to at"
+                                f" most {slots} or raise slots")
         if self.context_with_controller:
             default_hidden = DEFAULT_HIDDEN_WITH_CONTROLLER[self.network]
         else:
