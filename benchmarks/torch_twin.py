@@ -190,7 +190,12 @@ def _threads(fn, n):
     return run
 
 
-def _torch_variants(fn) -> dict:
+def _torch_variants(fn, device: str) -> dict:
+    if device != "cpu":  # one variant: the GPU, each step waited for as gtmm's is
+        def synced():
+            fn()
+            torch.cuda.synchronize()
+        return {f"torch_{device}": synced}
     cpus = len(os.sched_getaffinity(0))
     return {f"torch_{n}t": _threads(fn, n) for n in sorted({1, cpus})}
 
@@ -207,12 +212,12 @@ def _median_side_by_side(fns: dict, steps: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_model(name: str, B: int, T: int, steps: int) -> dict:
+def bench_model(name: str, B: int, T: int, steps: int, device: str = "cpu") -> dict:
     torch.manual_seed(0)
-    twin = TorchGTMM(name, T)
+    twin = TorchGTMM(name, T).to(device)
     opt = torch.optim.Adam(twin.parameters(), lr=1e-4)
     frames_np = (np.random.default_rng(0).random((B, T, 1, 32, 32)) > 0.7).astype(np.float32)
-    frames_t = torch.from_numpy(frames_np)
+    frames_t = torch.from_numpy(frames_np).to(device)
 
     def torch_step():
         opt.zero_grad(set_to_none=True)
@@ -233,7 +238,7 @@ def bench_model(name: str, B: int, T: int, steps: int) -> dict:
     start = time.perf_counter()
     gtmm_step()
     first = time.perf_counter() - start
-    med = _median_side_by_side({"gtmm": gtmm_step, **_torch_variants(torch_step)}, steps)
+    med = _median_side_by_side({"gtmm": gtmm_step, **_torch_variants(torch_step, device)}, steps)
     best = min(v for k, v in med.items() if k.startswith("torch"))
     return {"model": name, "batch": B, "T": T, "gtmm_step_s": round(med["gtmm"], 4),
             **{f"{k}_step_s": round(v, 4) for k, v in med.items() if k.startswith("torch")},
@@ -243,15 +248,16 @@ def bench_model(name: str, B: int, T: int, steps: int) -> dict:
 
 
 def bench_dnc(slots: int, B: int, T: int, steps: int, hidden: int = 256, heads: int = 5, word: int = 32,
-              inputs: int = 32) -> dict:
+              inputs: int = 32, device: str = "cpu") -> dict:
     from dnc import DNC
 
     torch.manual_seed(0)
     ref = DNC(input_size=inputs, hidden_size=hidden, rnn_type="lstm", num_layers=1, num_hidden_layers=1,
-              nr_cells=slots, read_heads=heads, cell_size=word, batch_first=True, gpu_id=-1)
+              nr_cells=slots, read_heads=heads, cell_size=word, batch_first=True,
+              gpu_id=-1 if device == "cpu" else torch.device(device).index or 0)
     opt = torch.optim.Adam(ref.parameters(), lr=1e-4)
     x_np = np.random.default_rng(0).standard_normal((B, T, inputs)).astype(np.float32)
-    x_t = torch.from_numpy(x_np)
+    x_t = torch.from_numpy(x_np).to(device)
 
     def torch_step():
         opt.zero_grad(set_to_none=True)
@@ -276,7 +282,7 @@ def bench_dnc(slots: int, B: int, T: int, steps: int, hidden: int = 256, heads: 
     def gtmm_step():
         state["core"], state["opt"] = jax.block_until_ready(jax_step(state["core"], state["opt"], x_j))
 
-    med = _median_side_by_side({"gtmm": gtmm_step, **_torch_variants(torch_step)}, steps)
+    med = _median_side_by_side({"gtmm": gtmm_step, **_torch_variants(torch_step, device)}, steps)
     best = min(v for k, v in med.items() if k.startswith("torch"))
     return {"dnc_slots": slots, "word": word, "read_heads": heads, "controller": hidden, "batch": B, "T": T,
             "gtmm_step_s": round(med["gtmm"], 4),
@@ -290,6 +296,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--models", default="vrnn,introspective")
     parser.add_argument("--skip-dnc", action="store_true")
+    parser.add_argument("--device", default="cpu",
+                        help="PyTorch's device: cpu (timed on 1 and on all cores) or cuda; gtmm runs on JAX's"
+                             " default device, so on a GPU machine both sides are on the GPU")
     args = parser.parse_args()
     load_start = [round(x, 2) for x in os.getloadavg()]
     try:
@@ -297,10 +306,11 @@ def main() -> None:
                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     except OSError:
         rev = None
-    records = [bench_model(m, 10, 20, args.steps) for m in args.models.split(",") if m]
+    records = [bench_model(m, 10, 20, args.steps, args.device) for m in args.models.split(",") if m]
     if not args.skip_dnc:
-        records += [bench_dnc(slots, 10, 25, args.steps) for slots in (25, 125)]
+        records += [bench_dnc(slots, 10, 25, args.steps, device=args.device) for slots in (25, 125)]
     print(json.dumps({"git": rev, "torch": torch.__version__, "jax": jax.__version__,
+                      "torch_device": args.device, "jax_device": str(jax.devices()[0].device_kind),
                       "loadavg_start": load_start, "cpus": len(os.sched_getaffinity(0)),
                       "machine": platform.processor() or platform.machine(),
                       "loadavg_end": [round(x, 2) for x in os.getloadavg()], "records": records}, indent=1))

@@ -26,6 +26,11 @@ def test_bench_sets_the_step_against_the_matrix_product_ceiling():
     g, c = record["gflop_per_s"], record["matmul_ceiling_gflop_per_s"]
     assert record["fraction_of_ceiling"] == pytest.approx(g / c, abs=5e-4 + 0.05 / c + g * 0.05 / c**2 + 1e-9)
     assert record["first_step_warm_cache_s"] is None
+    # an accelerator's allocator reports its peak; a CPU's arrays are in peak_rss_mb
+    if record["backend"] == "cpu":
+        assert record["device_peak_mb"] is None
+    else:
+        assert record["device_peak_mb"] > 0
 
 
 def test_warm_cache_needs_the_cache_and_says_so_before_compiling(monkeypatch):

@@ -1,10 +1,11 @@
 """Training-step benchmark: one JSON record per model and task (PERFORMANCE.md's figures).
 
 Times the jitted Adam step on real task batches: compile time of the first call, then the mean
-wall time of `steps` further calls; XLA's cost analysis gives FLOPs per step, and the peak
-resident memory of this process is read from the OS. The achieved FLOP/s is set against the
-machine's dense matrix-product rate measured in the same process (PERFORMANCE.md's ceiling), and
-optionally a second process times the first step again with JAX's persistent cache warm.
+wall time of `steps` further calls; XLA's cost analysis gives FLOPs per step, the peak resident
+memory of this process is read from the OS, and an accelerator's peak from its allocator. The
+achieved FLOP/s is set against the machine's dense matrix-product rate measured in the same
+process (PERFORMANCE.md's ceiling), and optionally a second process times the first step again
+with JAX's persistent cache warm.
 """
 
 from __future__ import annotations
@@ -30,9 +31,20 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def matmul_ceiling_gflops(n: int = 2048, repeats: int = 5) -> float:
+def _device_peak_mb() -> float | None:
+    """The most memory any local device's allocator has held in this process (GPU, TPU); None on a
+    CPU, whose arrays live in the process's own memory (`peak_rss_mb`)."""
+    peaks = [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in jax.local_devices()]
+    peaks = [p for p in peaks if p is not None]
+    return round(max(peaks) / 2**20, 1) if peaks else None
+
+
+def matmul_ceiling_gflops(n: int | None = None, repeats: int = 5) -> float:
     """GFLOP/s of the best of `repeats` jitted n x n x n float32 matrix products (2 n^3 FLOPs each):
-    the rate a training step could approach on this device."""
+    the rate a training step could approach on this device. n defaults to 2048 on a CPU and 8192
+    on an accelerator, where a 2048^3 product is too short to time."""
+    if n is None:
+        n = 2048 if jax.default_backend() == "cpu" else 8192
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
     product = jax.jit(jnp.matmul)
@@ -150,6 +162,7 @@ def bench(config: TrainConfig, steps: int = 5, devices: int | str | None = None,
         "matmul_ceiling_gflop_per_s": None if ceiling_gflops is None else round(ceiling_gflops, 1),
         "fraction_of_ceiling": None if fraction is None else round(fraction, 3),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "device_peak_mb": _device_peak_mb(),
         "first_step_warm_cache_s": round(warm_cache_first_step_s(config), 2) if warm_cache else None,
         "backend": jax.default_backend(),
         "device": str(jax.devices()[0].device_kind),
