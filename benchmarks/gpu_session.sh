@@ -3,13 +3,14 @@
 # benchmarks/gpu_prepare.sh here): `gtmm bench` for every model on the digits and the 3D
 # configurations, and the PyTorch twin and `dnc` package on the same GPU. Every result is a file in
 # $OUT. Each command has its own time limit, and nothing new starts after BUDGET seconds (default
-# 480), so a slow compile costs only what comes last: the digits, then the twin, then 3D.
+# 480), so a slow compile costs only what comes last: the digits, the twin, XLA's convolutions
+# against gtmm's forms (benchmarks/networks_ab.py), then 3D.
 #
 #   run(command="bash benchmarks/gpu_session.sh", carry=[".device"], timeout_s=560)
 #
-# MODELS, DIGITS_STEPS, THREED_STEPS, TWIN_STEPS and WARM_CACHE=1 (a second process per digits
+# MODELS, DIGITS_STEPS, THREED_STEPS, TWIN_STEPS, AB_STEPS and WARM_CACHE=1 (a second process per digits
 # model, for the warm-cache first step) change it; a dry run on a CPU:
-# MODELS=vrnn DIGITS_STEPS=1 THREED_STEPS=1 TWIN_STEPS=0 OUT=/tmp/o PY=.venv/bin/python bash benchmarks/gpu_session.sh
+# MODELS=vrnn DIGITS_STEPS=1 THREED_STEPS=1 TWIN_STEPS=0 AB_STEPS=1 OUT=/tmp/o PY=.venv/bin/python bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder for the results}
@@ -17,6 +18,7 @@ MODELS=${MODELS:-vrnn introspective ntm lru dnc associative}
 DIGITS_STEPS=${DIGITS_STEPS:-20}
 THREED_STEPS=${THREED_STEPS:-10}
 TWIN_STEPS=${TWIN_STEPS:-10}
+AB_STEPS=${AB_STEPS:-10}
 WARM_CACHE=${WARM_CACHE:-0}
 BUDGET=${BUDGET:-480}
 PY=${PY:-python3}
@@ -45,6 +47,12 @@ if [ "$TWIN_STEPS" -gt 0 ] && [ "$SECONDS" -le "$BUDGET" ]; then
   XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 "$PY" benchmarks/torch_twin.py --steps "$TWIN_STEPS" --device "$device" > "$OUT/torch-twin.json" 2> "$OUT/torch-twin.err" \
     || echo "torch_twin failed or timed out ($?)"
   cat "$OUT/torch-twin.json"
+fi
+# gtmm's convolution forms were chosen for XLA's CPU backend; on a GPU, are XLA's own faster?
+if [ "$AB_STEPS" -gt 0 ] && [ "$SECONDS" -le "$BUDGET" ]; then
+  timeout 150 "$PY" benchmarks/networks_ab.py --model vrnn --steps "$AB_STEPS" > "$OUT/networks-ab.json" 2> "$OUT/networks-ab.err" \
+    || echo "networks_ab failed or timed out ($?)"
+  cat "$OUT/networks-ab.json"
 fi
 [ "$THREED_STEPS" -gt 0 ] && bench rotation-3d "$THREED_STEPS"
 echo "done in $SECONDS s"
