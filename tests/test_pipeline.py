@@ -268,3 +268,30 @@ def test_readme_notebook_block_runs_on_a_trained_run(replica_runs):
     for frames in (names["recon"], names["gen"]):
         assert frames.shape == (4, 5, 1, 32, 32) and np.all((frames >= 0) & (frames <= 1))
     assert len(names["ev"]["kl_per_step"]) == 5 and np.isfinite(names["ev"]["kl_recall"])
+
+
+def test_training_curves_fit_the_axis_to_what_follows_the_first_steps(tmp_path):
+    """The bound falls from thousands of nats to its working range in the first steps; the axis is
+    fitted to the rest, and the panel says what it cut. A curve without such a start is left whole."""
+    import matplotlib.pyplot as plt
+
+    from gtmm.plots import _draw_training_curve
+
+    def run(name, values):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "negative_bound": float(v)}) + "\n"
+                                                 for i, v in enumerate(values)))
+        return d, {}
+
+    steps = np.arange(1000)
+    falls = 2000 + 12000 * np.exp(-steps / 10.0) - 0.05 * steps  # 14,000 to 2,000 in 50 steps, then -50
+    fig, (cut, whole) = plt.subplots(1, 2)
+    _draw_training_curve(cut, {"lru": [run("a", falls), run("b", falls + 3)]}, "negative_bound", "bound")
+    low, high = cut.get_ylim()
+    # the rest: from about 2,250 (step 51, smoothed) down to 1,950, with 5% padding
+    assert 1900 < low < 1950 and 2200 < high < 2400, (low, high)
+    assert [t.get_text() for t in cut.texts] == ["the first 5% of training is cut off the axis (up to 14,003)"]
+    _draw_training_curve(whole, {"vrnn": [run("c", 2000 - 0.5 * steps)]}, "negative_bound", "bound")
+    assert whole.get_ylim()[1] > 1999 and not whole.texts
+    plt.close(fig)

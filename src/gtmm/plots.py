@@ -57,13 +57,15 @@ def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
             for m in sorted(models, key=lambda m: order.index(m) if m in order else len(order))}
 
 
-def _band(ax, x: np.ndarray, runs: np.ndarray, model: str, label: str) -> None:
-    """Mean over runs (rows) with a band of one standard error when there are several."""
+def _band(ax, x: np.ndarray, runs: np.ndarray, model: str, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (rows) with a band of one standard error when there are several; returns
+    the lower and upper edges drawn."""
     mean = runs.mean(0)
     ax.plot(x, mean, label=label, color=MODEL_COLOURS.get(model), lw=1.3)
+    se = runs.std(0, ddof=1) / np.sqrt(runs.shape[0]) if runs.shape[0] > 1 else np.zeros_like(mean)
     if runs.shape[0] > 1:
-        se = runs.std(0, ddof=1) / np.sqrt(runs.shape[0])
         ax.fill_between(x, mean - se, mean + se, alpha=0.25, color=MODEL_COLOURS.get(model), lw=0)
+    return mean - se, mean + se
 
 
 def _label(model: str, n: int) -> str:
@@ -94,6 +96,7 @@ def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: st
                          units: str = "nats") -> None:
     from gtmm.train import read_metrics
 
+    edges = []
     for model, runs in groups.items():
         curves = [np.array([m[key] for m in read_metrics(d)], float) * unit_scale(units) for d, _ in runs]
         length = min(len(c) for c in curves)
@@ -101,10 +104,30 @@ def _draw_training_curve(ax, groups: dict[str, list[tuple[Path, dict]]], key: st
             continue
         window = max(1, length // 50)
         smoothed = np.array([_smooth(c[:length], window) for c in curves])
-        _band(ax, np.arange(1, length + 1), smoothed, model, _label(model, len(runs)))
+        edges.append(_band(ax, np.arange(1, length + 1), smoothed, model, _label(model, len(runs))))
     ax.set(xlabel="training step", ylabel=units, title=title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # more 5-digit steps run into each other
     ax.grid(alpha=0.3)
+    _fit_after_the_start(ax, edges)
+
+
+def _fit_after_the_start(ax, edges: list[tuple[np.ndarray, np.ndarray]], start: float = 0.05,
+                         ratio: float = 4.0) -> None:
+    """Where the first `start` of training spans over `ratio` times the range of the rest (the
+    bound falls from about 14,000 nats to 2,000 in the first few hundred steps, and then the
+    differences between models are tens of nats), fit the y axis to the rest and say so."""
+    if not edges:
+        return
+    low = min(float(lo.min()) for lo, _ in edges)
+    top = max(float(hi.max()) for _, hi in edges)
+    rest = [hi[int(len(hi) * start):] for _, hi in edges]
+    rest_top = max(float(r.max()) for r in rest if r.size) if any(r.size for r in rest) else top
+    if rest_top <= low or top - low <= ratio * (rest_top - low):
+        return
+    pad = 0.05 * (rest_top - low)
+    ax.set_ylim(low - pad, rest_top + pad)
+    ax.text(0.98, 0.97, f"the first {start:.0%} of training is cut off the axis (up to {top:,.0f})",
+            transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.35")
 
 
 def plot_kl_per_step(run_dirs: list[str | Path], out: str | Path, units: str = "nats") -> Path:
