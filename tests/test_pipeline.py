@@ -295,3 +295,37 @@ def test_training_curves_fit_the_axis_to_what_follows_the_first_steps(tmp_path):
     _draw_training_curve(whole, {"vrnn": [run("c", 2000 - 0.5 * steps)]}, "negative_bound", "bound")
     assert whole.get_ylim()[1] > 1999 and not whole.texts
     plt.close(fig)
+
+
+def test_plot_of_runs_not_yet_evaluated_draws_their_training_curves(tmp_path, capsys):
+    """Runs still training have no evaluation.json: plot draws the two training panels from their
+    metrics and config; evaluated and unevaluated runs together are refused (one-line error)."""
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from gtmm.cli import main
+
+    def run(name, model, evaluated=False):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"train": asdict(TrainConfig(model=model, l=3, k=2, steps=50))}))
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "negative_bound": 5000.0 / i,
+                                                             "last_step_kl": 1.0 + i / 50}) + "\n"
+                                                 for i in range(1, 51)))
+        if evaluated:
+            (d / "evaluation.json").write_text(json.dumps({"model": model, "task": "perfect-recall", "l": 3,
+                                                           "k": 2, "kl_per_step": [1.0] * 5, "recall_start": 3}))
+        return d
+
+    runs = [run("lru-0", "lru"), run("lru-1", "lru"), run("vrnn-0", "vrnn")]
+    out = tmp_path / "curves.png"
+    assert main(["plot", *map(str, runs), "--out", str(out)]) in (0, None)
+    width, height = Image.open(out).size
+    assert 1.9 < width / height < 3.3  # two panels (three are about 3.9 wide per unit of height)
+    capsys.readouterr()
+    mixed = [*runs, run("vrnn-1", "vrnn", evaluated=True)]
+    assert main(["plot", *map(str, mixed), "--out", str(tmp_path / "mixed.png")]) not in (0, None)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "lru-0 has no evaluation.json while other runs here have one" in err, err
+    assert not (tmp_path / "mixed.png").exists()

@@ -160,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--step", type=_positive_int, default=None, help="a kept checkpoint (default: the newest)")
     rd.add_argument("--out", required=True, help="PNG file")
 
-    pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4)")
+    pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4);"
+                                     " of runs not yet evaluated, their two training curves")
     pl.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (as gtmm report)")
     pl.add_argument("--out", required=True, help="PNG file")
     _units_flag(pl, "the figures' units")

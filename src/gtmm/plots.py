@@ -39,13 +39,22 @@ def _evaluation(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _by_model(run_dirs: list[str | Path]) -> dict[str, list[tuple[Path, dict]]]:
+def _training_record(run_dir: Path) -> dict:
+    """What an evaluation record says of a run's experiment, from its config.json: for the training
+    curves of runs not yet evaluated."""
+    from gtmm.train import read_config
+
+    config = read_config(run_dir)
+    return {"model": config.model, "task": config.task, "l": config.l, "k": config.k, "grid": config.grid}
+
+
+def _by_model(run_dirs: list[str | Path], evaluated: bool = True) -> dict[str, list[tuple[Path, dict]]]:
     """Evaluated runs grouped by model, in the paper's model order; they must be of one experiment
     as `gtmm report` defines it (`report.group_experiments`), so that no curve averages runs of
-    different tasks or settings."""
+    different tasks or settings. `evaluated=False`: runs not yet evaluated, by their config.json."""
     from gtmm.report import experiment_label, group_experiments
 
-    evals = {Path(d): _evaluation(Path(d)) for d in run_dirs}
+    evals = {Path(d): _evaluation(Path(d)) if evaluated else _training_record(Path(d)) for d in run_dirs}
     experiments = group_experiments(evals)
     if len(experiments) > 1:
         raise GtmmError(f"these runs span {len(experiments)} experiments"
@@ -149,14 +158,30 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
     """The paper's three metrics side by side (Fig. 4, 6, 8, 10, 12, 14): KL at every step after
     training, last-step KL over training and the negative bound over training, each the mean and
     standard error over the runs of a model; training curves are smoothed by a trailing mean over
-    a fiftieth of the run. `units`: "nats" or "bits"."""
+    a fiftieth of the run. `units`: "nats" or "bits".
+
+    Runs none of which is evaluated yet (still training, say) get the two training panels alone;
+    a mixture of evaluated and unevaluated runs is refused, since the first panel would leave
+    some out."""
     unit_scale(units)  # a bad name fails before any run is read
-    groups = _by_model(run_dirs)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    _draw_kl_per_step(axes[0], groups, units)
-    _draw_training_curve(axes[1], groups, "last_step_kl", "last-step KL over training", units)
-    _draw_training_curve(axes[2], groups, "negative_bound", "negative lower bound over training", units)
+    runs = [Path(d) for d in run_dirs]
+    for run in runs:
+        if not (run / "config.json").exists():
+            raise GtmmError(f"{run} is not a gtmm run directory (no config.json); give run directories")
+    missing = [run for run in runs if not (run / "evaluation.json").exists()]
+    evaluated = not missing
+    if missing and len(missing) < len(runs):
+        raise GtmmError(f"{missing[0]} has no evaluation.json while other runs here have one; run `gtmm evaluate"
+                        f" {missing[0]}` first, or plot only runs not yet evaluated, for their training curves")
+    groups = _by_model(runs, evaluated)
+    fig, axes = plt.subplots(1, 3 if evaluated else 2, figsize=(14 if evaluated else 9.5, 3.6))
+    if evaluated:
+        _draw_kl_per_step(axes[0], groups, units)
+    _draw_training_curve(axes[-2], groups, "last_step_kl", "last-step KL over training", units)
+    _draw_training_curve(axes[-1], groups, "negative_bound", "negative lower bound over training", units)
     axes[0].legend(fontsize=8)
+    if not evaluated:
+        title = f"{title}{': ' if title else ''}not evaluated yet: training curves only (gtmm evaluate adds KL per step)"
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
