@@ -173,6 +173,10 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
     if missing and len(missing) < len(runs):
         raise GtmmError(f"{missing[0]} has no evaluation.json while other runs here have one; run `gtmm evaluate"
                         f" {missing[0]}` first, or plot only runs not yet evaluated, for their training curves")
+    if not evaluated and not any((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size
+                                 for run in runs):
+        raise GtmmError("none of these runs is evaluated or has logged a training step yet (metrics.jsonl);"
+                        " plot them once training has begun")
     groups = _by_model(runs, evaluated)
     fig, axes = plt.subplots(1, 3 if evaluated else 2, figsize=(14 if evaluated else 9.5, 3.6))
     if evaluated:
