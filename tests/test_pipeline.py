@@ -329,3 +329,7 @@ def test_plot_of_runs_not_yet_evaluated_draws_their_training_curves(tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "lru-0 has no evaluation.json while other runs here have one" in err, err
     assert not (tmp_path / "mixed.png").exists()
+    fresh = run("fresh", "lru")
+    (fresh / "metrics.jsonl").unlink()  # trained into, no step logged yet
+    assert main(["plot", str(fresh), "--out", str(tmp_path / "fresh.png")]) not in (0, None)
+    assert "has logged a training step yet" in capsys.readouterr().err
