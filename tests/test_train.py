@@ -15,7 +15,7 @@ def _tiny(task, steps):
 
 
 def test_short_training_lowers_the_loss(tmp_path, recall_task):
-    cfg = TrainConfig(model="introspective", l=3, k=2, steps=24, checkpoint_every=24)
+    cfg = TrainConfig(model="introspective", l=3, k=2, steps=24, batch_size=4, checkpoint_every=24)
     train(cfg, tmp_path / "run", progress=False, task=recall_task)
     losses = [r["negative_bound"] for r in read_metrics(tmp_path / "run")]
     assert len(losses) == 24 and all(np.isfinite(losses))
