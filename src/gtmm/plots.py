@@ -55,7 +55,8 @@ def _by_model(run_dirs: list[str | Path], evaluated: bool = True) -> dict[str, l
     from gtmm.report import experiment_label, group_experiments
 
     evals = {Path(d): _evaluation(Path(d)) if evaluated else _training_record(Path(d)) for d in run_dirs}
-    experiments = group_experiments(evals)
+    # runs still training may be headed for different step counts; their curves are comparable
+    experiments = group_experiments(evals, ignore=() if evaluated else ("steps",))
     if len(experiments) > 1:
         raise GtmmError(f"these runs span {len(experiments)} experiments"
                         f" ({'; '.join(sorted(map(experiment_label, experiments)))}); a plot draws one:"

@@ -97,16 +97,17 @@ def _default_grid(task: str) -> int | None:
     return TASKS[task].defaults.get("grid") if task in TASKS else None
 
 
-def group_experiments(evals: dict[Path, dict]) -> dict[tuple, dict[str, list[Path]]]:
+def group_experiments(evals: dict[Path, dict], ignore: tuple[str, ...] = ()) -> dict[tuple, dict[str, list[Path]]]:
     """Runs by experiment, then by model: {(task, l, k, grid, differs): {model: [run, ...]}}.
 
     The one definition of "one experiment" that `gtmm report` (a section each) and `gtmm plot`
     (one figure) share. Where a model ran an experiment with several settings (a sweep), that
     experiment is split by settings and `differs` names those in which its parts differ (the
     settings all its runs share are left out); otherwise `differs` is empty, and models of one
-    experiment may differ in settings (each model's own training length, say).
+    experiment may differ in settings (each model's own training length, say). Settings named in
+    `ignore` do not split (a training curve does not depend on the step count a run is headed for).
     """
-    settings = {run: _settings(run) for run in evals}
+    settings = {run: tuple(s for s in _settings(run) if s[0] not in ignore) for run in evals}
     found: dict[tuple, set] = defaultdict(set)
     for run, ev in evals.items():
         found[(experiment_of(ev), ev["model"])].add(settings[run])
