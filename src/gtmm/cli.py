@@ -161,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     rd.add_argument("--out", required=True, help="PNG file")
 
     pl = sub.add_parser("plot", help="the paper's three metrics of evaluated runs, models side by side (Fig. 4);"
-                                     " of runs not yet evaluated, their two training curves")
+                                     " where a run is not evaluated yet, the two training curves alone")
     pl.add_argument("run_dirs", nargs="+", help="run directories, or folders that hold them (as gtmm report)")
     pl.add_argument("--out", required=True, help="PNG file")
     _units_flag(pl, "the figures' units")

@@ -161,9 +161,9 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
     standard error over the runs of a model; training curves are smoothed by a trailing mean over
     a fiftieth of the run. `units`: "nats" or "bits".
 
-    Runs none of which is evaluated yet (still training, say) get the two training panels alone;
-    a mixture of evaluated and unevaluated runs is refused, since the first panel would leave
-    some out."""
+    Where some run is not evaluated yet (still training, say), every run gets the two training
+    panels alone, and the title says how many are not evaluated: the first panel would leave
+    those out."""
     unit_scale(units)  # a bad name fails before any run is read
     runs = [Path(d) for d in run_dirs]
     for run in runs:
@@ -171,9 +171,6 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
             raise GtmmError(f"{run} is not a gtmm run directory (no config.json); give run directories")
     missing = [run for run in runs if not (run / "evaluation.json").exists()]
     evaluated = not missing
-    if missing and len(missing) < len(runs):
-        raise GtmmError(f"{missing[0]} has no evaluation.json while other runs here have one; run `gtmm evaluate"
-                        f" {missing[0]}` first, or plot only runs not yet evaluated, for their training curves")
     if not evaluated and not any((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size
                                  for run in runs):
         raise GtmmError("none of these runs is evaluated or has logged a training step yet (metrics.jsonl);"
@@ -186,7 +183,8 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
     _draw_training_curve(axes[-1], groups, "negative_bound", "negative lower bound over training", units)
     axes[0].legend(fontsize=8)
     if not evaluated:
-        title = f"{title}{': ' if title else ''}not evaluated yet: training curves only (gtmm evaluate adds KL per step)"
+        which = "not evaluated yet" if len(missing) == len(runs) else f"{len(missing)} of {len(runs)} runs not evaluated yet"
+        title = f"{title}{': ' if title else ''}{which}: training curves only (gtmm evaluate adds KL per step)"
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
