@@ -295,6 +295,14 @@ def test_training_curves_fit_the_axis_to_what_follows_the_first_steps(tmp_path):
     _draw_training_curve(whole, {"vrnn": [run("c", 2000 - 0.5 * steps)]}, "negative_bound", "bound")
     assert whole.get_ylim()[1] > 1999 and not whole.texts
     plt.close(fig)
+    # a run that diverged (nan, inf in its log) is still drawn, and fitted on its finite values
+    fig, diverged = plt.subplots()
+    broken = falls.copy()
+    broken[600:620] = np.nan
+    broken[700] = np.inf
+    _draw_training_curve(diverged, {"lru": [run("d", broken)]}, "negative_bound", "bound")
+    assert np.all(np.isfinite(diverged.get_ylim())) and diverged.get_ylim()[1] < 3000
+    plt.close(fig)
 
 
 def test_plot_of_runs_not_yet_evaluated_draws_their_training_curves(tmp_path, capsys, monkeypatch):

@@ -126,12 +126,17 @@ def _fit_after_the_start(ax, edges: list[tuple[np.ndarray, np.ndarray]], start: 
     """Where the first `start` of training spans over `ratio` times the range of the rest (the
     bound falls from about 14,000 nats to 2,000 in the first few hundred steps, and then the
     differences between models are tens of nats), fit the y axis to the rest and say so."""
-    if not edges:
+    def finite(a: np.ndarray) -> np.ndarray:  # a diverged run's nan and inf stay gaps in the curve
+        return a[np.isfinite(a)]
+
+    lows = [finite(lo) for lo, _ in edges]
+    highs = [finite(hi) for _, hi in edges]
+    rest = [finite(hi[int(len(hi) * start):]) for _, hi in edges]
+    if not any(r.size for r in rest):
         return
-    low = min(float(lo.min()) for lo, _ in edges)
-    top = max(float(hi.max()) for _, hi in edges)
-    rest = [hi[int(len(hi) * start):] for _, hi in edges]
-    rest_top = max(float(r.max()) for r in rest if r.size) if any(r.size for r in rest) else top
+    low = min(float(a.min()) for a in lows if a.size)
+    top = max(float(a.max()) for a in highs if a.size)
+    rest_top = max(float(a.max()) for a in rest if a.size)
     if rest_top <= low or top - low <= ratio * (rest_top - low):
         return
     pad = 0.05 * (rest_top - low)
