@@ -30,10 +30,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _evaluation(run_dir: Path) -> dict:
-    path = Path(run_dir) / "evaluation.json"
+def _check_run_dir(run_dir: Path) -> None:
     if not (Path(run_dir) / "config.json").exists():
         raise GtmmError(f"{run_dir} is not a gtmm run directory (no config.json); give run directories")
+
+
+def _evaluation(run_dir: Path) -> dict:
+    path = Path(run_dir) / "evaluation.json"
+    _check_run_dir(run_dir)
     if not path.exists():
         raise GtmmError(f"{run_dir} has no evaluation.json; run `gtmm evaluate {run_dir}` first")
     return json.loads(path.read_text())
@@ -172,8 +176,7 @@ def plot_three_metrics(run_dirs: list[str | Path], out: str | Path, title: str =
     unit_scale(units)  # a bad name fails before any run is read
     runs = [Path(d) for d in run_dirs]
     for run in runs:
-        if not (run / "config.json").exists():
-            raise GtmmError(f"{run} is not a gtmm run directory (no config.json); give run directories")
+        _check_run_dir(run)
     missing = [run for run in runs if not (run / "evaluation.json").exists()]
     evaluated = not missing
     if not evaluated and not any((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size
