@@ -9,10 +9,13 @@ os.environ.setdefault("GTMM_DATA", str(SHARED_DATA))
 os.environ["GTMM_OFFLINE"] = "1"
 # The suite is compile-bound (hundreds of small programs, a few steps each). XLA's backend at
 # optimisation level 0 compiles them about a third faster: tests/test_model.py and
-# test_reliability.py took 349 s at the default level and 224 s at 0, cold cache. Subprocesses
-# inherit it. GTMM_TEST_XLA_DEFAULT=1 compiles the suite as users' runs are compiled.
+# test_reliability.py took 349 s at the default level and 224 s at 0, cold cache. XLA's older
+# loop emitters instead of its fusion emitters compile a DNC training step in 2.8 s against 6.9
+# (benchmarks/compile_parts.py dnc, both at level 0). Subprocesses inherit both.
+# GTMM_TEST_XLA_DEFAULT=1 compiles the suite as users' runs are compiled.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 if not os.environ.get("GTMM_TEST_XLA_DEFAULT"):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + TEST_XLA_FLAGS).strip()
 
 
 @pytest.fixture(scope="session")
