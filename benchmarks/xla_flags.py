@@ -1,5 +1,6 @@
 """One model's whole training step (B = 10, T = 20) under several XLA_FLAGS settings, each in its
-own process (XLA reads the flags once), alternated `--rounds` times: compile s and median step s.
+own process (XLA reads the flags once), alternated `--rounds` times: compile s, median step s
+and the process's peak resident memory (after compiling, and in all).
 
     PYTHONPATH=src python benchmarks/xla_flags.py --model vrnn --rounds 2 -- "" \\
         "--xla_cpu_experimental_ynn_fusion_type=individual_dot,individual_convolution,eltwise,reduce"
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,13 +38,16 @@ def child(model_name: str, steps: int) -> None:
     start = time.perf_counter()
     step = make_train_step(optimizer).lower(model, state, frames, context, key).compile()
     compile_s = time.perf_counter() - start
+    compiled_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the peak so far: KiB on Linux
     jax.block_until_ready(step(model, state, frames, context, key))
     times = []
     for _ in range(steps):
         start = time.perf_counter()
         jax.block_until_ready(step(model, state, frames, context, key))
         times.append(time.perf_counter() - start)
-    print(f"compile {compile_s:.1f} s, step median {statistics.median(times):.3f} s, min {min(times):.3f} s")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"compile {compile_s:.1f} s, step median {statistics.median(times):.3f} s, min {min(times):.3f} s,"
+          f" peak RSS {compiled_mb:.0f} MB after compiling, {peak_mb:.0f} MB in all")
 
 
 def main() -> None:
