@@ -36,7 +36,7 @@ from gtmm.train import (
     train,
 )
 from tests._scripts import load_script
-from tests.conftest import SHARED_DATA
+from tests.conftest import LEVEL_0, LOOP_EMITTERS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 2
@@ -401,6 +401,26 @@ def test_every_model_trains_under_debug_nans_on_adversarial_frames():
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "6 models x 1 inputs" in proc.stdout and "no NaN or Inf anywhere" in proc.stdout, proc.stdout
+
+
+def test_the_suites_cheap_compile_gives_the_losses_of_xlas_default_compile(tmp_path):
+    """The suite compiles at XLA's optimisation level 0 with its loop emitters (conftest.py);
+    users' runs compile at XLA's defaults. The same short DNC run (the memory with the most
+    kinds of operation: sort, cumulative product, link matrix) under both must give the same
+    losses to float tolerance, so what the suite checks holds for the programs users run."""
+    argv = [sys.executable, "-m", "gtmm", "train", "--model", "dnc", "--l", "3", "--k", "2", "--batch-size", "2",
+            "--hidden-size", "16", "--steps", "3", "--no-progress"]
+    suite_flags = os.environ.get("XLA_FLAGS", "")
+    default_flags = " ".join(f for f in suite_flags.split() if f not in (LEVEL_0, LOOP_EMITTERS))
+    losses = {}
+    for name, flags in (("suite", suite_flags), ("default", default_flags)):
+        env = dict(os.environ, GTMM_DATA=str(SHARED_DATA), GTMM_OFFLINE="1", XLA_FLAGS=flags)
+        proc = subprocess.run(argv + ["--out", str(tmp_path / name)], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        losses[name] = [m["negative_bound"] for m in read_metrics(tmp_path / name)]
+    assert len(losses["suite"]) == 3 and np.all(np.isfinite(losses["suite"]))
+    np.testing.assert_allclose(losses["suite"], losses["default"], rtol=1e-5)  # seen: 1.1e-7
 
 
 def test_numerics_ledger_skips_finished_runs_and_survives_a_torn_line(tmp_path):
