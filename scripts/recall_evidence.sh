@@ -24,7 +24,10 @@
 # new OUT_DIR, since a run directory holds one schedule.
 # CLIP_MEMORY=C also clips the memory's gradient alone to norm C (`gtmm train --clip-memory-grad-norm`;
 # not the protocol of the runs in docs/results/perfect-recall-15.md): a new OUT_DIR as well.
-# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] [LR_DROPS="S:LR ..."] [CLIP_MEMORY=C] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
+# RESULTS=DIR also copies each stage's evaluation to DIR/MODEL-seed-S/step-N.json as soon as it is
+# made (e.g. a folder under docs/results/ to commit), since run directories may not outlive the
+# machine they were trained on (they did not on 2026-12-07).
+# Usage: GTMM_DATA=../shared/data [SEEDS="0 1 2"] [KEEP_EVERY=N] [LR_DROPS="S:LR ..."] [CLIP_MEMORY=C] [RESULTS=DIR] scripts/recall_evidence.sh OUT_DIR ["STEPS ..."] ["MODELS"]
 set -euo pipefail
 out=${1:?output directory}; steps=${2:-4000}; models=${3:-"introspective vrnn ntm lru dnc"}
 gtmm=${GTMM:-gtmm}
@@ -33,10 +36,14 @@ done_in() {  # STAGE RUN...: whether every run already has this stage's evaluati
   local stage=$1; shift
   for run in "$@"; do [[ -f "$run/evaluation-step-$stage.json" ]] || return 1; done
 }
-evaluate() {  # RUN STAGE: evaluate the run's last checkpoint and keep a copy named by the stage
+evaluate() {  # RUN STAGE NAME: evaluate the run's last checkpoint and keep a copy named by the stage
   "$gtmm" evaluate "$1" > /dev/null
   cp "$1/evaluation.json" "$1/evaluation-step-$2.json"
   cp "$1/samples.png" "$1/samples-step-$2.png"
+  if [[ -n "${RESULTS:-}" ]]; then
+    mkdir -p "$RESULTS/$3"
+    cp "$1/evaluation.json" "$RESULTS/$3/step-$2.json.tmp" && mv "$RESULTS/$3/step-$2.json.tmp" "$RESULTS/$3/step-$2.json"
+  fi
 }
 for model in $models; do
   extra=()
@@ -54,15 +61,15 @@ for model in $models; do
       for seed in $SEEDS; do
         done_in "$stage" "$out/$model/replica-$seed" && continue
         "$gtmm" train "${common[@]}" --steps "$stage" --seed "$seed" --out "$out/$model/replica-$seed"
-        evaluate "$out/$model/replica-$seed" "$stage"
+        evaluate "$out/$model/replica-$seed" "$stage" "$model-seed-$seed"
       done
     else
       runs=()
       for r in 0 1 2; do runs+=("$out/$model/replica-$r"); done
       done_in "$stage" "${runs[@]}" && continue
       "$gtmm" train "${common[@]}" --steps "$stage" --replicas 3 --out "$out/$model"
-      for run in "$out/$model"/replica-*; do
-        evaluate "$run" "$stage"
+      for r in 0 1 2; do  # replica r has seed r
+        evaluate "$out/$model/replica-$r" "$stage" "$model-seed-$r"
       done
     fi
   done
