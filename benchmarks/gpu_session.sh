@@ -2,9 +2,10 @@
 # Issue 7's GPU figures, step 2 of 2, on the lent GPU machine (one call of the device tool, after
 # benchmarks/gpu_prepare.sh here): `gtmm bench` for every model on the digits and the 3D
 # configurations, and the PyTorch twin and `dnc` package on the same GPU. Every result is a file in
-# $OUT, six in all (the device tool returns at most 8), every command's errors in stderr.txt. Each command has its own time limit, and nothing new starts after BUDGET seconds (default
-# 480), so a slow compile costs only what comes last: the digits, the twin, XLA's convolutions
-# against gtmm's forms (benchmarks/networks_ab.py), then 3D.
+# $OUT, six in all (the device tool returns at most 8), every command's errors in stderr.txt. Each
+# command has its own time limit, and nothing new starts after BUDGET seconds (default 480), so a
+# slow compile costs only what comes last: the digits, the twin, XLA's convolutions against gtmm's
+# forms (benchmarks/networks_ab.py), then 3D.
 #
 #   run(command="bash benchmarks/gpu_session.sh", carry=[".device"], timeout_s=560)
 #

@@ -394,7 +394,7 @@ def test_every_model_trains_under_debug_nans_on_adversarial_frames():
     jax_debug_nans; in a fresh process, where XLA optimises less so that it compiles faster.
     Real digits under debug_nans, every task and longer runs: scripts/reliability.py."""
     env = dict(os.environ, GTMM_DATA=str(SHARED_DATA), GTMM_OFFLINE="1",
-               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip())
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + LEVEL_0).strip())
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "reliability.py"), "--checks", "numerics",
                            "--debug-nans", "--seeds", "1", "--steps", "2", "--batch-size", "4", "--tasks", "",
                            "--adversarial", "mixed"],
