@@ -89,6 +89,36 @@ def test_generation_shapes_and_observed_prefix(core_model, batch):
     np.testing.assert_allclose(np.asarray(recon[:3]), np.asarray(gen[:3]), atol=1e-5)
 
 
+class _Networks(eqx.Module):
+    """An encoder or decoder that records the `in_loop` it is called with and may ignore it."""
+    net: eqx.Module
+    honour: bool = eqx.field(static=True)
+    calls: list = eqx.field(static=True)
+
+    def __call__(self, x, *, in_loop=False):
+        self.calls.append(in_loop)
+        return self.net(x, in_loop=in_loop) if self.honour else self.net(x)
+
+
+def test_generation_feeds_frames_back_through_the_loop_networks(recall_task):
+    """The VRNN re-encodes its generated frames inside the scan; there it must use the in-loop
+    (matrix-product) networks, since XLA's CPU convolutions in a loop body are many times slower
+    (VRNN evaluation: 15 s against 3 s at the suite's compile level), and give the frames of XLA's
+    convolutions."""
+    model = init_model(ModelConfig("vrnn", 5, hidden_size=16, map_hidden=16), 0)
+    b = recall_task.batch("eval", 1, 0, 0)
+    frames, ctx = jnp.asarray(b.frames[0]), jnp.asarray(b.context[0])
+    out, calls = {}, {}
+    for honour in (True, False):
+        calls[honour] = []
+        wrapped = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
+                              (_Networks(model.encoder, honour, calls[honour]), _Networks(model.decoder, honour, calls[honour])))
+        out[honour] = eqx.filter_jit(lambda m, f, c: m.generate(f, c, 2, jax.random.PRNGKey(4)))(wrapped, frames, ctx)
+    assert True in calls[True]  # the fed-back frames went through the in-loop networks
+    for a, c in zip(out[True], out[False]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=1e-4)
+
+
 def test_parameter_counts_match_table_1():
     counts = {m: count_parameters(eqx.filter_eval_shape(GTMM, ModelConfig(m, 20), key=jax.random.PRNGKey(0)))
               for m in MODELS}

@@ -287,8 +287,8 @@ class GTMM(eqx.Module):
         z = jnp.where(obs_t, gaussian_sample(posterior, eps_t), gaussian_sample(prior, eps_t))
         kl = gaussian_kl(posterior, prior)
         if feedback:
-            generated = jax.nn.sigmoid(self.decoder(jnp.concatenate([z, psi])))
-            e_t = jnp.where(obs_t, e_t, self.encoder(generated))
+            generated = jax.nn.sigmoid(self.decoder(jnp.concatenate([z, psi]), in_loop=True))
+            e_t = jnp.where(obs_t, e_t, self.encoder(generated, in_loop=True))
         return (state, z, e_t), (psi, z, kl, prior, posterior)
 
     def __call__(
