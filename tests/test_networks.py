@@ -190,13 +190,20 @@ def test_encoder_and_decoder_equal_equinox_layers(family):
         _close_grads(lambda m, z: jax.vmap(m)(z), lambda m, z, ref=ref: jax.vmap(lambda u: ref(m, u))(z), net, x)
 
 
-def test_in_loop_networks_equal_the_default_in_value_and_gradient():
-    """`in_loop=True` (matrix-product convolutions for the checkpointed blocks) computes the same
-    encoder and decoder, values and parameter gradients, as XLA's convolutions."""
-    enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
-    frames = jax.random.uniform(KEY, (2, 1, 32, 32))
+@pytest.mark.parametrize("family", ["inception", "two-pathway"])
+def test_in_loop_networks_equal_the_default_in_value_and_gradient(family):
+    """`in_loop=True` (matrix-product convolutions for loop bodies: the checkpointed blocks, the
+    VRNN's generation) computes the same encoder and decoder, values and parameter gradients, as
+    XLA's convolutions."""
+    channels = 1 if family == "inception" else 3
+    if family == "inception":
+        enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
+    else:
+        enc, dec = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1))
+    frames = jax.random.uniform(KEY, (2, channels, 32, 32))
     inputs = jax.random.normal(KEY, (2, 40))
     for net, x in [(enc, frames), (dec, inputs)]:
+        assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda z, net=net: net(z, in_loop=True))(x[0]))
         both = eqx.filter_jit(lambda m, x: (jax.vmap(m)(x), jax.vmap(lambda z: m(z, in_loop=True))(x)))(net, x)
         _close(*both, atol=1e-4)
         _close_grads(lambda m, z: jax.vmap(lambda f: m(f, in_loop=True))(z), lambda m, z: jax.vmap(m)(z), net, x)
