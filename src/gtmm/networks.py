@@ -30,7 +30,8 @@ The two matrix-product forms:
 (`jax.custom_vjp`), since autodiff of a gather or of a sum of shifted planes builds k*k
 full-size padded copies.
 
-Inside a loop body (the checkpointed blocks of `gtmm.model.chunked_vmap`, `in_loop=True`) every
+Inside a loop body (the checkpointed blocks of `gtmm.model.chunked_vmap`, and the VRNN's continual
+generation, which re-encodes each generated frame inside its scan: `in_loop=True`) every
 convolution of the encoder and decoder is a matrix product: XLA's CPU convolutions and their
 gradients run 4-40x slower there than at the top level, matrix products do not
 (jax-ml/jax#12868; `benchmarks/conv_in_loop.py`, docs/results/long-sequences.md).
