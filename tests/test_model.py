@@ -103,16 +103,16 @@ class _Networks(eqx.Module):
 def test_generation_feeds_frames_back_through_the_loop_networks(recall_task):
     """The VRNN re-encodes its generated frames inside the scan; there it must use the in-loop
     (matrix-product) networks, since XLA's CPU convolutions in a loop body are many times slower
-    (VRNN evaluation: 15 s against 3 s at the suite's compile level), and give the frames of XLA's
-    convolutions."""
+    (one batch of a VRNN maze run's generation: 15 s against 3 s at the suite's compile level),
+    and give the frames of XLA's convolutions."""
     model = init_model(ModelConfig("vrnn", 5, hidden_size=16, map_hidden=16), 0)
     b = recall_task.batch("eval", 1, 0, 0)
     frames, ctx = jnp.asarray(b.frames[0]), jnp.asarray(b.context[0])
     out, calls = {}, {}
     for honour in (True, False):
         calls[honour] = []
-        wrapped = eqx.tree_at(lambda m: (m.encoder, m.decoder), model,
-                              (_Networks(model.encoder, honour, calls[honour]), _Networks(model.decoder, honour, calls[honour])))
+        nets = tuple(_Networks(net, honour, calls[honour]) for net in (model.encoder, model.decoder))
+        wrapped = eqx.tree_at(lambda m: (m.encoder, m.decoder), model, nets)
         out[honour] = eqx.filter_jit(lambda m, f, c: m.generate(f, c, 2, jax.random.PRNGKey(4)))(wrapped, frames, ctx)
     assert True in calls[True]  # the fed-back frames went through the in-loop networks
     for a, c in zip(out[True], out[False]):

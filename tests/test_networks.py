@@ -195,11 +195,10 @@ def test_in_loop_networks_equal_the_default_in_value_and_gradient(family):
     """`in_loop=True` (matrix-product convolutions for loop bodies: the checkpointed blocks, the
     VRNN's generation) computes the same encoder and decoder, values and parameter gradients, as
     XLA's convolutions."""
-    channels = 1 if family == "inception" else 3
     if family == "inception":
-        enc, dec = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1))
+        enc, dec, channels = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1)), 1
     else:
-        enc, dec = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1))
+        enc, dec, channels = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1)), 3
     frames = jax.random.uniform(KEY, (2, channels, 32, 32))
     inputs = jax.random.normal(KEY, (2, 40))
     for net, x in [(enc, frames), (dec, inputs)]:
