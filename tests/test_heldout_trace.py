@@ -57,8 +57,14 @@ def _refused(monkeypatch, capsys, *args) -> str:
     return str(stop.value.code)
 
 
-def test_steps_are_the_runs_next_steps(tmp_path, run, recall_task):
-    rows = _rows(run, "--steps", 2, "--batch-size", 2)
+@pytest.fixture(scope="module")
+def traced(run):
+    """The script's table for the run's next two steps, shared (each run of it is a process)."""
+    return _rows(run, "--steps", 2, "--batch-size", 2)
+
+
+def test_steps_are_the_runs_next_steps(tmp_path, run, traced, recall_task):
+    rows = traced
     assert rows["(checkpoint)"][1] == pytest.approx(_held_out_kl(run, 2), abs=0.006)
     further = tmp_path / "further"
     shutil.copytree(run, further)
@@ -70,12 +76,11 @@ def test_steps_are_the_runs_next_steps(tmp_path, run, recall_task):
     np.testing.assert_allclose(rows["3"][1], _held_out_kl(further, 2), atol=0.011)
 
 
-def test_skip_leaves_the_model_and_lr_scale_scales_the_step(run):
-    before = _rows(run, "--steps", 1, "--batch-size", 2)
-    skipped = _rows(run, "--steps", 1, "--batch-size", 2, "--skip", 2)
-    assert skipped["2"] == ("skipped", skipped["(checkpoint)"][1]) and skipped["(checkpoint)"] == before["(checkpoint)"]
-    tiny = _rows(run, "--steps", 1, "--batch-size", 2, "--lr-scale", 1e-6)
-    start, full, small = np.array(before["(checkpoint)"][1]), np.array(before["2"][1]), np.array(tiny["2"][1])
+def test_skip_leaves_the_model_and_lr_scale_scales_the_step(run, traced):
+    # one process for both options: step 2 skipped, then step 3 at a millionth of its size
+    rows = _rows(run, "--steps", 2, "--batch-size", 2, "--skip", 2, "--lr-scale", 1e-6)
+    assert rows["2"] == ("skipped", rows["(checkpoint)"][1]) and rows["(checkpoint)"] == traced["(checkpoint)"]
+    start, full, small = np.array(traced["(checkpoint)"][1]), np.array(traced["2"][1]), np.array(rows["3"][1])
     assert np.abs(full - start).max() > 0.01  # a whole step moves the held-out KL; a millionth of it does not
     np.testing.assert_allclose(small, start, atol=0.006)
 
