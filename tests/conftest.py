@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._fakes import fake_episode_dataset
+
 SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 # Tests read the real MNIST test set through the normal loader and never touch the network.
 os.environ.setdefault("GTMM_DATA", str(SHARED_DATA))
@@ -103,20 +105,6 @@ def http_mirror(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield served, f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
-
-
-def fake_episode_dataset(episodes: int = 20, length: int = 30, size: int = 32):
-    """A rotation-3d dataset of random frames, without rendering (gtmm.data.rotation3d layout)."""
-    import numpy as np
-
-    from gtmm.data.rotation3d import EVAL_EVERY, EpisodeDataset, EpisodeSplit
-
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (episodes, length, 3, size, size), dtype=np.uint8)
-    ids = np.arange(episodes)
-    held = ids % EVAL_EVERY == EVAL_EVERY - 1
-    split = lambda m: EpisodeSplit(frames[m], ids[m], np.zeros(int(m.sum()), np.float32))  # noqa: E731
-    return EpisodeDataset("rotation-3d", split(~held), split(held), "fake episodes", size, length)
 
 
 @pytest.fixture(scope="session")

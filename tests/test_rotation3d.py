@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gtmm.errors import GtmmError
-from tests.conftest import fake_episode_dataset
+from tests._fakes import fake_episode_dataset
 
 HAS_3D = all(importlib.util.find_spec(p) for p in ("mujoco", "dm_control", "labmaze"))
 needs_3d = pytest.mark.skipif(not HAS_3D, reason="the 3d extra is not installed (pip install -e '.[test,3d]')")
