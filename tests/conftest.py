@@ -30,7 +30,7 @@ def _xla_knows(flag: str) -> bool:
     return probe.returncode == 0
 
 
-_UNKNOWN = []  # cheap-compile flags this XLA does not know, named in the report header
+_UNKNOWN = []  # cheap-compile flags this XLA does not know, named at the end of the run
 if not os.environ.get("GTMM_TEST_XLA_DEFAULT"):
     flags = os.environ.get("XLA_FLAGS", "").split()
     named = {f.split("=")[0] for f in flags}
