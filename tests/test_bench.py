@@ -49,3 +49,15 @@ def test_second_process_reuses_the_compilation(tmp_path):
     record = json.loads(done.stdout.strip().splitlines()[-1])
     # The cold first step compiles the whole training step; the warm one only loads it.
     assert 0 < record["first_step_warm_cache_s"] < record["first_step_s"]
+
+
+def test_no_benchmark_or_script_imports_the_suites_conftest():
+    """tests/conftest.py sets the suite's cheap-compile XLA_FLAGS when imported, so a benchmark
+    importing it times level-0 programs, not users' (benchmarks/loop_networks_3d.py once did;
+    docs/results/speed.md). Shared test data for them is in tests/_fakes.py."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [str(p.relative_to(root)) for folder in ("benchmarks", "scripts") for p in (root / folder).rglob("*.py")
+                 if "tests.conftest" in p.read_text() or "from tests import conftest" in p.read_text()]
+    assert offenders == []
