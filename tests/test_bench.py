@@ -58,6 +58,7 @@ def test_no_benchmark_or_script_imports_the_suites_conftest():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    offenders = [str(p.relative_to(root)) for folder in ("benchmarks", "scripts") for p in (root / folder).rglob("*.py")
-                 if "tests.conftest" in p.read_text() or "from tests import conftest" in p.read_text()]
+    sources = {p: p.read_text() for folder in ("benchmarks", "scripts") for p in (root / folder).rglob("*.py")}
+    offenders = [str(p.relative_to(root)) for p, text in sources.items()
+                 if "tests.conftest" in text or "from tests import conftest" in text]
     assert offenders == []

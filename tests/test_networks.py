@@ -172,18 +172,25 @@ def test_subpixel_and_group_norm_equal_equinox():
     _close(*eqx.filter_jit(lambda n, z: (group_norm(n, _hwc(z)), _hwc(n(z))))(norm, x))
 
 
+def _family_networks(family: str):
+    """A family's encoder (of 32x32 frames to 64 or 40 features) and decoder (of 40 inputs), with
+    two frames and two decoder inputs."""
+    inputs = jax.random.normal(KEY, (2, 40))
+    if family == "inception":
+        return (Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1)),
+                jax.random.uniform(KEY, (2, 1, 32, 32)), inputs)
+    return (TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1)),
+            jax.random.uniform(KEY, (2, 3, 32, 32)), inputs)
+
+
 @pytest.mark.parametrize("family", ["inception", "two-pathway"])
 def test_encoder_and_decoder_equal_equinox_layers(family):
     """Each family's networks (channels-last, matrix-product and hand-written-backward layers)
     compute the function of Equinox's own layers, and its parameter and input gradients, under
     the vmap over frames the model applies."""
-    if family == "inception":
-        enc, dec, refs, frames = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1)), \
-            (_reference_encoder, _reference_decoder), jax.random.uniform(KEY, (2, 1, 32, 32))
-    else:
-        enc, dec, refs, frames = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1)), \
-            (_reference_two_pathway_encoder, _reference_two_pathway_decoder), jax.random.uniform(KEY, (2, 3, 32, 32))
-    inputs = jax.random.normal(KEY, (2, 40))
+    enc, dec, frames, inputs = _family_networks(family)
+    refs = ((_reference_encoder, _reference_decoder) if family == "inception"
+            else (_reference_two_pathway_encoder, _reference_two_pathway_decoder))
     for net, ref, x in [(enc, refs[0], frames), (dec, refs[1], inputs)]:
         ours, theirs = eqx.filter_jit(lambda m, x, ref=ref: (jax.vmap(m)(x), jax.vmap(lambda z: ref(m, z))(x)))(net, x)
         _close(ours, theirs, atol=1e-4)
@@ -195,12 +202,7 @@ def test_in_loop_networks_equal_the_default_in_value_and_gradient(family):
     """`in_loop=True` (matrix-product convolutions for loop bodies: the checkpointed blocks, the
     VRNN's generation) computes the same encoder and decoder, values and parameter gradients, as
     XLA's convolutions."""
-    if family == "inception":
-        enc, dec, channels = Encoder(1, 64, key=KEY), Decoder(40, 1, key=jax.random.PRNGKey(1)), 1
-    else:
-        enc, dec, channels = TwoPathwayEncoder(3, 40, key=KEY), TwoPathwayDecoder(40, 3, key=jax.random.PRNGKey(1)), 3
-    frames = jax.random.uniform(KEY, (2, channels, 32, 32))
-    inputs = jax.random.normal(KEY, (2, 40))
+    enc, dec, frames, inputs = _family_networks(family)
     for net, x in [(enc, frames), (dec, inputs)]:
         assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda z, net=net: net(z, in_loop=True))(x[0]))
         both = eqx.filter_jit(lambda m, x: (jax.vmap(m)(x), jax.vmap(lambda z: m(z, in_loop=True))(x)))(net, x)

@@ -465,10 +465,10 @@ class TwoPathwayEncoder(eqx.Module):
                        else eqx.nn.Linear(TWO_PATHWAY_FEATURES, embed_size, key=k[5]))
 
     def __call__(self, frame: Float[Array, "c 32 32"], *, in_loop: bool = False) -> Float[Array, " embed"]:
-        """`in_loop`: im2col convolutions, for a loop body (`conv_any`): the VRNN's continual
-        generation re-encodes each generated frame inside its scan, where XLA's convolutions made
-        a batch of 10 3D sequences take 2.2-2.4 s against 1.4-1.6 s (67-74 s against 2.6-4.3 s at
-        the test suite's compile level; `benchmarks/loop_networks_3d.py`)."""
+        """`in_loop`: im2col convolutions (`conv_input_side`, as `conv_any` in a loop body): the
+        VRNN's continual generation re-encodes each generated frame inside its scan, where XLA's
+        convolutions made a batch of 10 3D sequences take 2.2-2.4 s against 1.4-1.6 s (67-74 s
+        against 2.6-4.3 s at the test suite's compile level; `benchmarks/loop_networks_3d.py`)."""
         check_frame_shape("two-pathway", frame.shape, self.in_channels)
         x0 = 2.0 * frame - 1.0
         features = []
