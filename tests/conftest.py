@@ -46,6 +46,20 @@ if not os.environ.get("GTMM_TEST_XLA_DEFAULT"):
     os.environ["XLA_FLAGS"] = " ".join(flags)
 
 
+# One persistent compile cache for the whole run, made by the first process (the workers and every
+# process a test starts inherit it, gtmm's command line too) and removed by it at the end: a program
+# one test compiled is read back by the others that compile it again, and the suite leaves nothing
+# in the user's cache (the whole suite: 620 s and 1,051 CPU-s against 667 s and 1,119 without it,
+# 2026-12-07). Tests of gtmm's own cache point GTMM_COMPILE_CACHE elsewhere.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    _OWN_CACHE = tempfile.mkdtemp(prefix="gtmm-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["GTMM_COMPILE_CACHE"] = _OWN_CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the suite's compiles are mostly sub-second
+
+
 def pytest_report_header(config):
     return f"XLA_FLAGS: {os.environ.get('XLA_FLAGS') or '(none)'}"  # shown without -q
 
@@ -118,3 +132,10 @@ def pytest_sessionfinish(session, exitstatus):
 
     if "gtmm.data.maze3d" in sys.modules:
         sys.modules["gtmm.data.maze3d"].release_renderers()
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:  # only in the process that made it, after the workers have ended
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
