@@ -90,10 +90,12 @@ def test_bad_reproduce_arguments(tmp_path, capsys, args, words):
     assert not out.exists()
 
 
-def test_info_prints_parameter_counts():
-    proc = gtmm("info")
-    assert proc.returncode == 0, proc.stderr
-    assert "vrnn" in proc.stdout and "introspective" in proc.stdout
+def test_info_prints_parameter_counts(capsys):
+    from gtmm.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "vrnn" in out and "introspective" in out
 
 
 def test_draw_writes_a_png_for_every_task(tmp_path, capsys, mnist, omniglot):
