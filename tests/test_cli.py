@@ -30,6 +30,28 @@ def test_argparse_errors_are_one_line():
     assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
 
 
+def test_help_and_argument_errors_import_no_jax():
+    """The parser lists gtmm.catalog's names, so --help and a mistyped argument answer at once."""
+    code = ("import sys\nfrom gtmm.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['reproduce', '--help'], ['train', '--model']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('imported jax:', 'jax' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-1:] == ["imported jax: False"], proc.stdout + proc.stderr
+    assert "perfect-recall-15" in proc.stdout and "dnc" in proc.stdout  # the catalog's names, in the help
+
+
+def test_the_catalog_names_what_the_registries_hold():
+    from gtmm import catalog
+    from gtmm.memories import MEMORIES, PLUGIN_GROUP
+    from gtmm.tasks import TASKS
+
+    assert list(MEMORIES)[:len(catalog.MODELS)] == list(catalog.MODELS)  # built-ins first; plugins may follow
+    assert list(TASKS) == list(catalog.TASKS)
+    assert {e["task"] for e in catalog.EXPERIMENTS.values()} == set(TASKS)
+    assert set(catalog.ALIASES.values()) <= set(catalog.EXPERIMENTS) and PLUGIN_GROUP == "gtmm.memories"
+
+
 def test_an_unknown_flag_points_to_its_commands_help(capsys):
     line = main_error(capsys, "fork", "run", "--from", "5", "--out", "x")
     assert "unrecognized arguments: --from 5" in line and "(see gtmm fork --help)" in line

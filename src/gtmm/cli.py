@@ -41,16 +41,32 @@ _L_HELP = ("length of the random sequence (pre-recall interval); mnist-maze: ste
 _K_HELP = "length of the recall interval; mnist-maze: steps generated (walk length l + k); default: 5 (mnist-maze 12)"
 
 
-def _parser() -> argparse.ArgumentParser:
-    from gtmm.experiments import EXPERIMENTS, SCALES
-    from gtmm.memories import MEMORIES
-    from gtmm.tasks import TASKS
+def _model_names() -> list[str]:
+    """The models to list: the built-in ones, without importing JAX, unless a package registers
+    memories of its own (whose modules are then imported: they register on import) or the
+    registry is already loaded (a notebook's `register_memory` counts too)."""
+    from importlib.metadata import entry_points
 
+    from gtmm.catalog import MODELS, PLUGIN_GROUP
+
+    if not entry_points(group=PLUGIN_GROUP) and "gtmm.memories" not in sys.modules:
+        return list(MODELS)
+    from gtmm.memories import MEMORIES, load_plugins
+
+    load_plugins()
+    return list(MEMORIES)
+
+
+def _parser(models: list[str] | None = None) -> argparse.ArgumentParser:
+    # names only (gtmm.catalog): building the parser imports no JAX, so --help and argument errors are instant
+    from gtmm.catalog import EXPERIMENTS, SCALES, TASKS
+
+    models = _model_names() if models is None else models
     p = _Parser(prog="gtmm", description="Generative temporal models with memory.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def model_and_task(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--model", required=True, help=f"one of {', '.join(MEMORIES)}")
+        parser.add_argument("--model", required=True, help=f"one of {', '.join(models)}")
         parser.add_argument("--task", default="perfect-recall", help=f"one of {', '.join(TASKS)}")
         parser.add_argument("--l", type=int, default=None, help=_L_HELP)
         parser.add_argument("--k", type=int, default=None, help=_K_HELP)
@@ -181,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
                        f"{n} {v['steps']} steps, batch {v['batch_size']}, {v['replicas']} replicas"
                        for n, v in SCALES.items()))
     r.add_argument("--replicas", type=_positive_int, default=None, help="replicas per model (default: the scale's)")
-    r.add_argument("--models", default=",".join(MEMORIES), help="comma-separated subset of the models")
+    r.add_argument("--models", default=",".join(models), help="comma-separated subset of the models")
     r.add_argument("--seed", type=int, default=0, help="replica r gets seed S + r (default 0)")
     r.add_argument("--devices", type=_devices, default=None,
                    help="split each batch over N devices (or 'all'), as gtmm train; on a CPU with"
@@ -482,12 +498,10 @@ def _sweep(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from gtmm.errors import GtmmError
-    from gtmm.memories import load_plugins
 
     args = None
     try:
-        load_plugins()  # before the parser, whose help lists the models
-        parser = _parser()
+        parser = _parser()  # loads the plugins' memories, if any, whose names its help lists
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # as parse_args would, but pointing to the command's own --help
             parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")

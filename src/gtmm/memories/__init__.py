@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gtmm.catalog import PLUGIN_GROUP
 from gtmm.errors import GtmmError
 from gtmm.memories.associative import AssociativeMemory
 from gtmm.memories.base import AbstractMemory, ControllerInput
@@ -46,7 +47,6 @@ def check_model(name: str) -> None:
                         " entry point, or call gtmm.memories.register_memory first)")
 
 
-PLUGIN_GROUP = "gtmm.memories"  # entry-point group whose modules register memories when imported
 
 
 def register_memory(name: str, memory: type[AbstractMemory], hidden_size: int | dict[str, int]) -> None:
