@@ -47,8 +47,6 @@ def check_model(name: str) -> None:
                         " entry point, or call gtmm.memories.register_memory first)")
 
 
-
-
 def register_memory(name: str, memory: type[AbstractMemory], hidden_size: int | dict[str, int]) -> None:
     """Make `memory` a model that gtmm trains, evaluates, reports and reproduces under `name`.
 
