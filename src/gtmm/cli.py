@@ -57,11 +57,11 @@ def _model_names() -> list[str]:
     return list(MEMORIES)
 
 
-def _parser(models: list[str] | None = None) -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:
     # names only (gtmm.catalog): building the parser imports no JAX, so --help and argument errors are instant
     from gtmm.catalog import EXPERIMENTS, SCALES, TASKS
 
-    models = _model_names() if models is None else models
+    models = _model_names()
     p = _Parser(prog="gtmm", description="Generative temporal models with memory.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
