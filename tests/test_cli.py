@@ -30,15 +30,18 @@ def test_argparse_errors_are_one_line():
     assert_one_line_error(gtmm("evaluate", "x", "--batches", "0"), "positive")
 
 
-def test_help_and_argument_errors_import_no_jax():
-    """The parser lists gtmm.catalog's names, so --help and a mistyped argument answer at once."""
+def test_help_argument_errors_and_data_commands_import_no_jax():
+    """The parser lists gtmm.catalog's names, so --help and a mistyped argument answer at once; the
+    data commands compile nothing, so they do not import JAX either."""
     code = ("import sys\nfrom gtmm.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['reproduce', '--help'], ['train', '--model']):\n"
+            "for argv in (['--help'], ['train', '--help'], ['reproduce', '--help'], ['train', '--model'],"
+            " ['data', 'where'], ['data', 'verify']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('imported jax:', 'jax' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines()[-1:] == ["imported jax: False"], proc.stdout + proc.stderr
     assert "perfect-recall-15" in proc.stdout and "dnc" in proc.stdout  # the catalog's names, in the help
+    assert str(SHARED_DATA) in proc.stdout and "t10k-images-idx3-ubyte: ok" in proc.stdout  # the data commands ran
 
 
 def test_the_catalog_names_what_the_registries_hold():

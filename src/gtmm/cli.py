@@ -506,9 +506,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # as parse_args would, but pointing to the command's own --help
             parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         args.command_line = "gtmm " + " ".join(sys.argv[1:] if argv is None else argv)
-        from gtmm.train import enable_compile_cache
+        if args.command != "data":  # data commands compile nothing: they answer without importing JAX
+            from gtmm.train import enable_compile_cache
 
-        enable_compile_cache()
+            enable_compile_cache()
         return _run(args)
     except GtmmError as e:
         print(f"gtmm: error: {e}", file=sys.stderr)
