@@ -38,7 +38,12 @@ def _is_abstract(x: Any) -> bool:
 def _uniform(rng: np.random.Generator, like: jax.ShapeDtypeStruct | None, lim: float):
     if like is None:
         return None
-    return jnp.asarray(rng.uniform(-lim, lim, like.shape).astype(like.dtype))
+    return _put(rng.uniform(-lim, lim, like.shape).astype(like.dtype))
+
+
+def _put(values: np.ndarray) -> jax.Array:
+    # a transfer: jnp.asarray would compile an identity program for every distinct shape
+    return jax.device_put(values)
 
 
 def _fill(layer: Any, rng: np.random.Generator) -> Any:
@@ -62,8 +67,8 @@ def _fill(layer: Any, rng: np.random.Generator) -> Any:
     if isinstance(layer, (eqx.nn.GroupNorm, eqx.nn.LayerNorm)):
         return eqx.tree_at(
             lambda m: (m.weight, m.bias), layer,
-            (None if layer.weight is None else jnp.ones(layer.weight.shape, layer.weight.dtype),
-             None if layer.bias is None else jnp.zeros(layer.bias.shape, layer.bias.dtype)),
+            (None if layer.weight is None else _put(np.ones(layer.weight.shape, layer.weight.dtype)),
+             None if layer.bias is None else _put(np.zeros(layer.bias.shape, layer.bias.dtype))),
             is_leaf=lambda x: x is None)
     raise TypeError(f"no host initialiser for {type(layer).__name__}")
 

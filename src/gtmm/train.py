@@ -244,7 +244,9 @@ def _optimizer(lr: float, clip: float | None, clip_memory: float | None = None) 
     # Clipping transforms hold no state, so every combination has Adam's arrays (forks rely on it).
     chain = [clip_memory_by_global_norm(clip_memory)] if clip_memory is not None else []
     chain += [optax.clip_by_global_norm(clip)] if clip is not None else []
-    return optax.chain(*chain, optax.adam(lr)) if chain else optax.adam(lr)
+    tx = optax.chain(*chain, optax.adam(lr)) if chain else optax.adam(lr)
+    # Adam's zeros in one compiled program, not one eager zeros_like compiled per weight shape
+    return optax.GradientTransformation(eqx.filter_jit(tx.init), tx.update)
 
 
 def clip_memory_by_global_norm(max_norm: float) -> optax.GradientTransformation:
