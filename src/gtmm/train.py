@@ -399,6 +399,12 @@ def _split_checkpoint(path: Path, data: bytes) -> tuple[dict | None, bytes]:
     return header, payload
 
 
+def _load_leaf(f, like):
+    if isinstance(like, (jax.Array, jax.ShapeDtypeStruct)):
+        return jax.device_put(np.load(f))  # a transfer: jnp.load compiles an identity program per shape
+    return eqx.default_deserialise_filter_spec(f, like)
+
+
 def read_checkpoint(path: str | os.PathLike, like_model: GTMM, like_opt_state) -> tuple[dict | None, GTMM, object]:
     """(header, model, optimiser state) of one checkpoint file. GtmmError for a checkpoint of an
     incompatible format; DamagedCheckpoint for a file that does not load into `like_*`."""
@@ -410,7 +416,7 @@ def read_checkpoint(path: str | os.PathLike, like_model: GTMM, like_opt_state) -
     header, payload = _split_checkpoint(path, data)
     buf = io.BytesIO(payload)
     try:
-        model, opt_state = eqx.tree_deserialise_leaves(buf, (like_model, like_opt_state))
+        model, opt_state = eqx.tree_deserialise_leaves(buf, (like_model, like_opt_state), filter_spec=_load_leaf)
     except Exception as e:  # truncated, or arrays of other shapes: another model
         raise DamagedCheckpoint(f"does not match the run's model ({type(e).__name__})") from None
     if buf.tell() != len(payload):
