@@ -57,3 +57,34 @@ def test_unknown_parameter_is_an_error_not_left_uninitialised():
 
     with pytest.raises(TypeError, match="table"):
         host_init(Odd, 0)
+
+
+def test_model_adam_state_and_checkpoint_are_made_without_a_program_per_shape(tmp_path):
+    """Arrays are transferred, not computed: jnp.asarray, Adam's eager zeros_like and jnp.load each
+    compile a program per distinct array shape (73 for a DNC before: about 3 s a process at XLA's
+    defaults). A model, its Adam state and a checkpoint of both, written and read back, now take
+    at most four: the key and its seed, Adam's zeros in one program, and the scalar Equinox's
+    reader makes once a process."""
+    import jax.monitoring
+
+    from gtmm.train import TrainConfig, make_optimizer, read_checkpoint, save_checkpoint
+
+    compiled = []
+
+    def listen(event, seconds, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        # widths no other test uses, so this process has compiled nothing for these shapes yet
+        cfg = ModelConfig("dnc", 4, hidden_size=11, map_hidden=13, latent_size=7, slots=9).resolved()
+        model = init_model(cfg, 0)
+        state = make_optimizer(TrainConfig(model="dnc", learning_rate=3.7e-4)).init(eqx.filter(model, eqx.is_array))
+        path = save_checkpoint(tmp_path, 1, model, state, keep=1)
+        _, loaded, loaded_state = read_checkpoint(path, model, state)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert len(compiled) <= 4, compiled
+    for a, b in zip(jax.tree_util.tree_leaves((model, state)), jax.tree_util.tree_leaves((loaded, loaded_state))):
+        assert np.array_equal(np.asarray(a), np.asarray(b))

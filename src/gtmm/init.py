@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 M = TypeVar("M", bound=eqx.Module)
