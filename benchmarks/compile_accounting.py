@@ -60,7 +60,6 @@ def pytest_runtest_protocol(item, nextitem):
         f.write(json.dumps(record) + "\n")
 
 
-
 def summarise(folder: Path, top: int = 25) -> None:
     records = [json.loads(line) for p in sorted(folder.glob("tests-*.jsonl")) for line in p.read_text().splitlines()]
     if not records:
